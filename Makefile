@@ -1,0 +1,34 @@
+# Two commands for a new user: `make run` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+DATASET ?= compas
+SHARED_DATA := $(abspath ../shared/data/cf-data)
+# Use the paper's splits beside the clone when they are there; otherwise the loader downloads them.
+ifneq ($(wildcard $(SHARED_DATA)/compas_train.csv),)
+export GENRE_DATA_DIR ?= $(SHARED_DATA)
+endif
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: venv run test bench deploy stop serve clean
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+run: venv
+	$(PY) -m flows.main --dataset $(DATASET)
+
+test: venv
+	$(PY) -m pytest -q
+
+bench: venv
+	.venv/bin/genre bench --out bench/out/bench.json
+
+clean:
+	rm -rf .genre

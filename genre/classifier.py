@@ -1,0 +1,153 @@
+"""The classifier h under recourse (the paper's small MLP) and the evaluation oracle that judges validity.
+
+Both take the encoded [0, 1] feature matrix (see `genre.encoding`) and return P(y = 1 | x).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from torch import nn
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    d: int
+    hidden: tuple[int, ...] = (10, 10, 10)  # the paper's d -> 10 -> 10 -> 10 -> 1
+    lr: float = 1e-3
+    epochs: int = 100
+    batch_size: int = 64
+    balanced: bool = True  # class-balanced BCE weights; the paper uses them for adult and compas
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = config.d
+        for h in config.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)  # (B,) logits
+
+
+class Classifier:
+    """h(x) = P(y = 1 | x): an MLP trained with BCE and Adam, seeded, saved as config plus state dict."""
+
+    def __init__(self, config: ClassifierConfig):
+        self.config = config
+        self.module = MLP(config)
+        self.history_: list[float] = []
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, progress: bool = False) -> "Classifier":
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.module = MLP(cfg)
+        X_t = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        y_t = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        pos = float(y_t.mean())
+        if cfg.balanced and 0.0 < pos < 1.0:
+            # Weight each class by n / (2 n_c) so both classes contribute equally to the loss.
+            w_pos, w_neg = 0.5 / pos, 0.5 / (1.0 - pos)
+        else:
+            w_pos = w_neg = 1.0
+        opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr)
+        n = len(X_t)
+        steps = math.ceil(n / cfg.batch_size)
+        self.module.train()
+        self.history_ = []
+        bar = tqdm(range(cfg.epochs), desc="classifier h", disable=not progress, leave=False)
+        for _ in bar:
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for s in range(steps):
+                idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+                xb, yb = X_t[idx], y_t[idx]
+                weight = torch.where(yb > 0.5, w_pos, w_neg)
+                loss = nn.functional.binary_cross_entropy_with_logits(self.module(xb), yb, weight=weight)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(idx)
+            self.history_.append(total / n)
+            bar.set_postfix(loss=f"{self.history_[-1]:.4f}")
+        self.module.eval()
+        return self
+
+    @torch.no_grad()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n,) float64 P(y = 1 | x) for encoded rows."""
+        self.module.eval()
+        X_t = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        return torch.sigmoid(self.module(X_t)).double().numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.predict_proba(X) > 0.5).astype(np.int64)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({"config": asdict(self.config), "state_dict": self.module.state_dict()}, tmp)
+        tmp.replace(path)  # never leave half a checkpoint under the real name
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Classifier":
+        ckpt = torch.load(path, weights_only=True)
+        clf = cls(ClassifierConfig(**ckpt["config"]))
+        clf.module.load_state_dict(ckpt["state_dict"])
+        clf.module.eval()
+        return clf
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    n_estimators: int = 200
+    min_samples_leaf: int = 3  # keeps calibrated probabilities smooth rather than 0/1 per leaf
+    cv: int = 3
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Oracle:
+    """The paper's judge of validity: isotonic-calibrated, class-balanced random forest on train + test."""
+
+    def __init__(self, config: OracleConfig = OracleConfig()):
+        self.config = config
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "Oracle":
+        cfg = self.config
+        forest = RandomForestClassifier(
+            n_estimators=cfg.n_estimators,
+            min_samples_leaf=cfg.min_samples_leaf,
+            class_weight="balanced",
+            random_state=cfg.seed,
+            n_jobs=-1,
+            **cfg.extra,
+        )
+        self.model_ = CalibratedClassifierCV(forest, method="isotonic", cv=cfg.cv).fit(X, y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(np.asarray(X, dtype=np.float32))[:, 1]
+
+
+def oracle_labels(oracle: Oracle, X: np.ndarray, seed: int) -> np.ndarray:
+    """y ~ Bernoulli(P_oracle(y = 1 | x)): the paper's labels for h, so the oracle is the true P(y | x)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(len(X)) < oracle.predict_proba(X)).astype(np.int64)

@@ -1,0 +1,110 @@
+"""The paper's encoding: categoricals as codes, every feature min-max scaled into [0, 1] with training statistics."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from genre.datasets import DatasetSpec
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class MinMaxEncoder:
+    """Encode a spec's feature table as a float32 matrix in [0, 1] and back.
+
+    Categorical feature with categories c_0..c_{K-1} (spec order) -> code k -> k / (K - 1).
+    Numeric feature -> (x - min_) / range_ with min and max of the training table.
+    `inverse_transform` returns the original units: categories as strings, integer features as int64.
+    """
+
+    def __init__(self, spec: DatasetSpec):
+        self.spec = spec
+
+    # ---- fitting -------------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame) -> "MinMaxEncoder":
+        mins, ranges = [], []
+        for f in self.spec.features:
+            if f in self.spec.categorical:
+                mins.append(0.0)
+                ranges.append(float(max(len(self.spec.categorical[f]) - 1, 1)))
+            else:
+                col = X[f].to_numpy(dtype=np.float64)
+                lo, hi = float(col.min()), float(col.max())
+                mins.append(lo)
+                # A constant column maps to 0; a zero range would divide by zero.
+                ranges.append(hi - lo if hi > lo else 1.0)
+        self.min_ = np.array(mins, dtype=np.float64)
+        self.range_ = np.array(ranges, dtype=np.float64)
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "min_"):
+            raise NotFittedError("MinMaxEncoder is not fitted: call fit(train_features) first")
+
+    # ---- forward / back ------------------------------------------------------------------------
+    def codes(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, d) float64: categories replaced by their integer code, numerics as they are."""
+        cols = []
+        for f in self.spec.features:
+            if f in self.spec.categorical:
+                lookup = {c: i for i, c in enumerate(self.spec.categorical[f])}
+                mapped = X[f].astype(str).map(lookup)
+                if mapped.isna().any():
+                    bad = X[f][mapped.isna()].iloc[0]
+                    raise ValueError(f"column '{f}': unknown category '{bad}'")
+                cols.append(mapped.to_numpy(dtype=np.float64))
+            else:
+                cols.append(X[f].to_numpy(dtype=np.float64))
+        return np.stack(cols, axis=1)
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, d) float32 in [0, 1] for data inside the training range."""
+        self._check()
+        return ((self.codes(X) - self.min_) / self.range_).astype(np.float32)
+
+    def inverse_transform(self, Z: np.ndarray) -> pd.DataFrame:
+        """Back to a table in the applicant's units; categoricals snap to the nearest category."""
+        self._check()
+        raw = np.asarray(Z, dtype=np.float64) * self.range_ + self.min_
+        out: dict[str, object] = {}
+        for j, f in enumerate(self.spec.features):
+            if f in self.spec.categorical:
+                domain = self.spec.categorical[f]
+                idx = np.clip(np.rint(raw[:, j]), 0, len(domain) - 1).astype(int)
+                out[f] = pd.Series(np.asarray(domain, dtype=object)[idx], dtype=object)
+            elif f in self.spec.integer:
+                out[f] = pd.Series(np.rint(raw[:, j]).astype(np.int64))
+            else:
+                out[f] = pd.Series(raw[:, j])
+        return pd.DataFrame(out)
+
+    # ---- helpers for recourse methods ----------------------------------------------------------
+    def category_levels(self) -> dict[int, np.ndarray]:
+        """Feature index -> the encoded values its categories take (k / (K - 1))."""
+        return {
+            j: np.arange(len(self.spec.categorical[f]), dtype=np.float64) / self.range_[j]
+            for j, f in enumerate(self.spec.features)
+            if f in self.spec.categorical
+        }
+
+    def project(self, Z: np.ndarray) -> np.ndarray:
+        """Clamp to [0, 1] and snap categorical columns (and integer features) to values they can take."""
+        self._check()
+        Z = np.clip(np.asarray(Z, dtype=np.float64), 0.0, 1.0)
+        raw = Z * self.range_ + self.min_
+        snap = self.spec.mask("categorical") | self.spec.mask("integer")
+        raw[:, snap] = np.rint(raw[:, snap])
+        return np.clip((raw - self.min_) / self.range_, 0.0, 1.0).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        self._check()
+        return {"spec": self.spec.to_dict(), "min": self.min_.tolist(), "range": self.range_.tolist()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "MinMaxEncoder":
+        enc = cls(DatasetSpec.from_dict(state["spec"]))
+        enc.min_ = np.asarray(state["min"], dtype=np.float64)
+        enc.range_ = np.asarray(state["range"], dtype=np.float64)
+        return enc
