@@ -83,7 +83,7 @@ class Classifier:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             self.history_.append(total / n)
             bar.set_postfix(loss=f"{self.history_[-1]:.4f}")
         self.module.eval()

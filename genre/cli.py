@@ -1,0 +1,42 @@
+"""The `genre` command: a thin dispatcher; each subcommand lives in its own module.
+
+A subcommand module exposes `configure(parser)` and `main(args) -> int`. Add one with a line in SUBCOMMANDS.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from genre.datasets import DataError
+
+# name -> (module, one-line help). Modules are imported only when their subcommand runs.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": ("genre.evaluate", "score recourse methods under the paper's protocol"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genre", description="GenRe generative algorithmic recourse")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module)
+        # configure lazily would hide the options from --help; importing a small module is cheap.
+        importlib.import_module(module).configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except (DataError, FileNotFoundError, RuntimeError, ValueError, KeyError) as exc:
+        print(f"genre {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
