@@ -1,0 +1,28 @@
+"""`python -m data_contracts build [--dataset NAME|SPEC_FILE ...]`: (re)write the suites from spec + training split."""
+from __future__ import annotations
+
+import argparse
+
+from data_contracts.suite import ContractPolicy, build_suite, save_suite, suite_path
+from genre.datasets import BUILTIN, get_spec, load_split
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_contracts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="write data_contracts/<name>.json from a spec and its training split")
+    build.add_argument("--dataset", nargs="*", default=sorted(BUILTIN), help="built-in names or spec files")
+    build.add_argument("--range-tolerance", type=float, default=ContractPolicy.range_tolerance)
+    build.add_argument("--min-rows", type=int, default=ContractPolicy.min_rows)
+    build.add_argument("--duplicate-margin", type=float, default=ContractPolicy.duplicate_margin)
+    args = parser.parse_args(argv)
+    policy = ContractPolicy(args.range_tolerance, args.min_rows, args.duplicate_margin)
+    for name in args.dataset:
+        spec = get_spec(name)
+        path = save_suite(build_suite(spec, load_split(spec, "train"), policy), suite_path(spec.name))
+        print(f"{spec.name}: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

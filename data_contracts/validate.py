@@ -1,0 +1,148 @@
+"""Check a CSV batch against its contract and explain every failure by column, expectation and row.
+
+Batches are read as strings so nothing is lost to pandas' guessing: numerics are then parsed, and a cell
+that does not parse becomes missing, which the contract's not-null expectation reports; the summary shows
+the raw text so a reader sees "'abc' is not a number" rather than a bare null.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import great_expectations as gx
+import numpy as np
+import pandas as pd
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from data_contracts.suite import numeric_columns
+from genre.datasets import DataError, DatasetSpec, coerce_frame
+
+MISSING = {"", "nan", "NaN", "NA", "None", "null", "NULL"}
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class ContractReport:
+    """Outcome of one batch: pass/fail, per-expectation failures with examples, and GX's own result."""
+
+    file: str
+    rows: int
+    success: bool
+    failures: list[dict] = field(default_factory=list)
+    gx_result: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "rows": self.rows, "success": self.success, "failures": self.failures,
+                "gx_result": self.gx_result}
+
+    def summary(self) -> str:
+        """Readable Markdown: one section per failed expectation."""
+        head = f"# Contract {'passed' if self.success else 'FAILED'}: {self.file} ({self.rows} rows)\n"
+        lines = [head]
+        for f in self.failures:
+            where = f"column `{f['column']}`" if f.get("column") else "table"
+            count = f" — {f['unexpected_count']} of {f['element_count']} rows" if f.get("unexpected_count") is not None else ""
+            lines.append(f"## {where}: {f['expectation']}{count}")
+            lines.append(f"intent: {f['intent']}")
+            if f.get("observed") is not None:
+                lines.append(f"observed: {f['observed']}")
+            for ex in f.get("examples", []):
+                lines.append(f"- row {ex['row']} (line {ex['row'] + 1}): {ex['value']}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """Every cell as the string in the file; an empty file is a DataError naming it."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "the file is empty (no header, no rows)") from None
+
+
+def typed_view(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The frame GX checks: missing spellings -> None, numerics parsed (text -> NaN), 0/1 categories canonical."""
+    numeric = set(numeric_columns(spec))
+    out = {}
+    for col in raw.columns:
+        values = raw[col].astype(str).str.strip()
+        values = values.where(~values.isin(MISSING), None)
+        if col in numeric:
+            out[col] = pd.to_numeric(values, errors="coerce")
+        elif col in spec.categorical:
+            out[col] = values.map(lambda v: v if v is None else _canonical(v, spec.categorical[col]))
+        else:
+            out[col] = values
+    return pd.DataFrame(out, index=raw.index)
+
+
+class ContractChecker:
+    """Holds one ephemeral GX context; `check` validates a raw string frame against the suite."""
+
+    def __init__(self, suite: gx.ExpectationSuite, spec: DatasetSpec):
+        self.spec = spec
+        self._ctx = gx.get_context(mode="ephemeral")
+        self._ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        batch = (
+            self._ctx.data_sources.add_pandas("batches").add_dataframe_asset("batch")
+            .add_batch_definition_whole_dataframe("whole")
+        )
+        self.suite = self._ctx.suites.add(suite)
+        self._definition = gx.ValidationDefinition(name=f"{suite.name}-check", data=batch, suite=self.suite)
+
+    def check(self, raw: pd.DataFrame, source: str) -> ContractReport:
+        view = typed_view(raw, self.spec).reset_index(drop=True)
+        result = self._definition.run(batch_parameters={"dataframe": view}, result_format={"result_format": "COMPLETE"})
+        failures = [self._explain(r, raw) for r in result.results if not r.success]
+        report = ContractReport(file=source, rows=len(raw), success=bool(result.success), failures=failures,
+                                gx_result=_jsonable(result.to_json_dict()))
+        if report.success:
+            # The contract has no whole-number rule; the library's typing is the last word on that.
+            try:
+                coerce_frame(raw[self.spec.columns], self.spec, source=source)
+            except DataError as exc:
+                report.success = False
+                report.failures.append({
+                    "column": exc.column, "expectation": "genre.datasets.coerce_frame", "intent": "typed as the spec says",
+                    "unexpected_count": 1, "element_count": len(raw), "examples": [{"row": exc.row, "value": str(exc)}],
+                })
+        return report
+
+    def _explain(self, r, raw: pd.DataFrame) -> dict:
+        cfg = r.expectation_config
+        res = r.result or {}
+        column = cfg.kwargs.get("column")
+        out = {
+            "column": column, "expectation": cfg.type, "intent": (cfg.meta or {}).get("intent", ""),
+            "unexpected_count": res.get("unexpected_count"), "element_count": res.get("element_count"),
+            "observed": _jsonable(res.get("observed_value") if "observed_value" in res else res.get("details")),
+            "examples": [],
+        }
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            out["observed"] = r.exception_info.get("exception_message")
+        cols = [column] if column else cfg.kwargs.get("column_list") or []
+        for idx in (res.get("unexpected_index_list") or [])[:MAX_EXAMPLES]:
+            if isinstance(idx, dict):  # GX gives dicts when an id column is configured
+                idx = next(iter(idx.values()))
+            cells = {c: raw.iloc[int(idx)][c] for c in cols if c in raw.columns}
+            value = (repr(next(iter(cells.values()))) if len(cells) == 1 else json.dumps(cells))
+            if column and column in numeric_columns(self.spec) and cfg.type.endswith("not_be_null"):
+                value = "empty" if raw.iloc[int(idx)][column].strip() in MISSING else f"{value} is not a number"
+            out["examples"].append({"row": int(idx) + 1, "value": value})
+        return out
+
+
+def _canonical(value: str, domain: tuple[str, ...]) -> str:
+    # Files may write a 0/1 category as 0.0/1.0: map numeric spellings onto the domain.
+    if value in domain:
+        return value
+    try:
+        as_float = float(value)
+    except ValueError:
+        return value
+    return str(int(as_float)) if as_float.is_integer() and str(int(as_float)) in domain else value
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: None if isinstance(o, float) and np.isnan(o) else str(o)))
