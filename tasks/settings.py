@@ -1,0 +1,97 @@
+"""Pipeline settings: read once from the environment and `configs/pipeline.yaml`, then passed down.
+
+Environment: GENRE_HOME (default `.genre`), GENRE_DATA_DIR, MLFLOW_TRACKING_URI (default SQLite under
+GENRE_HOME), GENRE_PIPELINE_CONFIG (default `configs/pipeline.yaml` in the repo).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pipeline.yaml"
+EXPERIMENT = "genre-pipeline"
+CLASSIFIER_MODEL = "genre-classifier"
+GENERATOR_MODEL = "genre-generator"
+PROMOTED_EVENT = "genre.classifier.promoted"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    auc_margin: float = 0.02
+    auc_floor: float = 0.6
+    validity_floor: float = 0.8
+    validity_h_floor: float = 0.9
+    plausibility_floor: float = 0.6
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    classifier_epochs: int = 100
+    generator_epochs: int | None = None  # None: the library's recipe for the data set
+    generator_patience: int | None = None
+    oracle_trees: int = 200
+    holdout_percent: int = 20
+    n_factuals: int = 200
+    k: int = 10
+    temperature: float = 0.1
+    select: str = "max_prob"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    home: Path
+    data_dir: Path | None
+    mlflow_uri: str
+    gates: GateConfig = field(default_factory=GateConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    experiment: str = EXPERIMENT
+
+    @classmethod
+    def from_env(cls, config: str | Path | None = None, **overrides) -> "PipelineSettings":
+        home = Path(os.environ.get("GENRE_HOME", ".genre")).resolve()
+        data_dir = os.environ.get("GENRE_DATA_DIR")
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        path = Path(config or os.environ.get("GENRE_PIPELINE_CONFIG") or DEFAULT_CONFIG)
+        raw = yaml.safe_load(path.read_text()) if path.exists() else {}
+        settings = cls(
+            home=home, data_dir=Path(data_dir).resolve() if data_dir else None, mlflow_uri=uri,
+            gates=_section(GateConfig, raw.get("gates")), training=_section(TrainingConfig, raw.get("training")),
+        )
+        return replace(settings, **overrides)
+
+    # ---- where things live under GENRE_HOME -------------------------------------------------
+    def incoming(self, dataset: str) -> Path:
+        return self.home / "incoming" / dataset
+
+    def processed(self, dataset: str) -> Path:
+        return self.home / "processed" / dataset
+
+    def quarantine(self, dataset: str) -> Path:
+        return self.home / "quarantine" / dataset
+
+    def store(self, dataset: str) -> Path:
+        return self.home / "store" / dataset
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home / "mlartifacts"
+
+
+def _section(cls, values: dict | None):
+    known = {f.name for f in fields(cls)}
+    unknown = set(values or {}) - known
+    if unknown:
+        raise ValueError(f"{DEFAULT_CONFIG.name}: unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**(values or {}))
