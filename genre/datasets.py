@@ -36,7 +36,9 @@ class DataError(ValueError):
     def __init__(self, file: str | Path, message: str, *, row: int | None = None, column: str | None = None):
         self.file, self.row, self.column = str(file), row, column
         where = [f"file {self.file}"]
-        if row is not None:
+        if row == 0:
+            where.append("header row (line 1)")
+        elif row is not None:
             # Data rows count from 1; the CSV line adds one for the header.
             where.append(f"row {row} (line {row + 1})")
         if column is not None:
@@ -264,16 +266,16 @@ def read_table(path: str | Path, spec: DatasetSpec, *, require_target: bool = Tr
     the target as int64. Columns come back in spec order.
     """
     path = Path(path)
+    wanted = spec.columns if require_target else list(spec.features)
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
     except pd.errors.EmptyDataError:
-        raise DataError(path, "the file is empty (no header, no rows)") from None
-    if raw.shape[0] == 0:
-        raise DataError(path, "the file has a header but no data rows")
-    wanted = spec.columns if require_target else list(spec.features)
+        raise DataError(path, f"the file is empty: expected a header with {wanted}", row=0, column=wanted[0]) from None
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
-        raise DataError(path, f"missing column(s) {missing}; expected {wanted}", column=missing[0])
+        raise DataError(path, f"missing column(s) {missing}; expected {wanted}", row=0, column=missing[0])
+    if raw.shape[0] == 0:
+        raise DataError(path, "the file has a header but no data rows", row=1, column=wanted[0])
     return coerce_frame(raw[wanted], spec, source=str(path))
 
 
