@@ -32,6 +32,7 @@ class TrainingConfig:
     classifier_epochs: int = 100
     generator_epochs: int | None = None  # None: the library's recipe for the data set
     generator_patience: int | None = None
+    generator_model: dict = field(default_factory=dict)  # GeneratorConfig overrides (tests use a tiny one)
     oracle_trees: int = 200
     holdout_percent: int = 20
     n_factuals: int = 200

@@ -1,0 +1,112 @@
+"""The MLflow model registry as the pipeline sees it: a classifier/generator pair under shared aliases.
+
+`genre-classifier` and `genre-generator` versions carry tags: `dataset`, `data_hash`, the classifier's
+`training_data` (its store snapshot) and the generator's `classifier_version`; gate figures and verdicts
+are tags too. `champion` always names a pair whose generator was trained against that classifier.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from genre.classifier import Classifier
+from genre.datasets import get_spec, read_table
+from genre.encoding import MinMaxEncoder
+from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def configure_mlflow(settings: PipelineSettings | None = None) -> MlflowClient:
+    """Point MLflow at the settings' store and make sure the experiment exists with its artifact root."""
+    settings = settings or PipelineSettings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    client = MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
+    if client.get_experiment_by_name(settings.experiment) is None:
+        try:
+            client.create_experiment(settings.experiment, artifact_location=settings.artifact_root.as_uri())
+        except MlflowException:
+            pass  # created meanwhile by another process
+    mlflow.set_experiment(settings.experiment)
+    return client
+
+
+def _client(settings: PipelineSettings | None) -> MlflowClient:
+    return configure_mlflow(settings)
+
+
+def alias_version(model: str, alias: str, settings: PipelineSettings | None = None) -> str | None:
+    """The version an alias points at, or None when the model or alias does not exist."""
+    try:
+        return _client(settings).get_model_version_by_alias(model, alias).version
+    except MlflowException:
+        return None
+
+
+def champion_versions(settings: PipelineSettings | None = None) -> tuple[str | None, str | None]:
+    """(classifier, generator) versions under `champion`; (None, None) before the first promotion."""
+    return alias_version(CLASSIFIER_MODEL, CHAMPION, settings), alias_version(GENERATOR_MODEL, CHAMPION, settings)
+
+
+def version_tags(model: str, version: str, settings: PipelineSettings | None = None) -> dict[str, str]:
+    return dict(_client(settings).get_model_version(model, str(version)).tags)
+
+
+def load_classifier_version(version: str, settings: PipelineSettings | None = None) -> tuple[Classifier, MinMaxEncoder]:
+    """h and its encoder from a registered `genre-classifier` version."""
+    _client(settings)
+    adapter = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER_MODEL}/{version}").unwrap_python_model()
+    return adapter.classifier, adapter.encoder
+
+
+def load_generator_version(version: str, settings: PipelineSettings | None = None):
+    """The `GenRe` (generator + its encoder and classifier) of a registered `genre-generator` version."""
+    _client(settings)
+    return mlflow.pyfunc.load_model(f"models:/{GENERATOR_MODEL}/{version}").unwrap_python_model().genre
+
+
+def training_data_for(classifier_version: str, settings: PipelineSettings | None = None) -> pd.DataFrame:
+    """The store snapshot a classifier version was trained on, typed by its data set's spec."""
+    tags = version_tags(CLASSIFIER_MODEL, classifier_version, settings)
+    path = Path(tags["training_data"])
+    if not path.exists():
+        raise FileNotFoundError(f"{CLASSIFIER_MODEL} v{classifier_version}: training snapshot {path} is gone")
+    return read_table(path, get_spec(tags["dataset"]))
+
+
+def set_tags(model: str, version: str, tags: dict[str, object], settings: PipelineSettings | None = None) -> None:
+    client = _client(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(model, str(version), key, str(value))
+
+
+def set_alias(model: str, alias: str, version: str, settings: PipelineSettings | None = None) -> None:
+    _client(settings).set_registered_model_alias(model, alias, str(version))
+
+
+def move_champion(classifier_version: str, generator_version: str, settings: PipelineSettings | None = None) -> None:
+    """Point `champion` at the pair, both or neither: if the second move fails, the first is undone."""
+    client = _client(settings)
+    paired = client.get_model_version(GENERATOR_MODEL, str(generator_version)).tags.get("classifier_version")
+    if paired != str(classifier_version):
+        raise ValueError(f"{GENERATOR_MODEL} v{generator_version} was trained against classifier v{paired}, "
+                         f"not v{classifier_version}: refusing a mixed champion pair")
+    previous = alias_version(CLASSIFIER_MODEL, CHAMPION, settings)
+    client.set_registered_model_alias(CLASSIFIER_MODEL, CHAMPION, str(classifier_version))
+    try:
+        client.set_registered_model_alias(GENERATOR_MODEL, CHAMPION, str(generator_version))
+    except Exception:
+        if previous is None:
+            client.delete_registered_model_alias(CLASSIFIER_MODEL, CHAMPION)
+        else:
+            client.set_registered_model_alias(CLASSIFIER_MODEL, CHAMPION, previous)
+        raise
+    for model, version in ((CLASSIFIER_MODEL, classifier_version), (GENERATOR_MODEL, generator_version)):
+        if alias_version(model, CHALLENGER, settings) == str(version):
+            client.delete_registered_model_alias(model, CHALLENGER)

@@ -1,0 +1,92 @@
+"""Log a retrain run to MLflow and register its pair as `challenger`."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+from mlflow.models import infer_signature
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from genre.datasets import DatasetSpec, split_xy
+from tasks import plots
+from tasks.pyfunc_models import PIP_REQUIREMENTS, ClassifierModel, GeneratorModel
+from tasks.registry import CHALLENGER, configure_mlflow, set_alias, set_tags
+from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
+from tasks.store import Snapshot
+from tasks.training import split_snapshot
+
+EXAMPLE_ROWS = 5
+
+
+def _flat(prefix: str, values: dict) -> dict:
+    return {f"{prefix}.{k}": (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in values.items()}
+
+
+def _examples(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, settings: PipelineSettings):
+    """Input examples in the applicant's units: held-out rows, and the factuals recourse was made for."""
+    _, held = split_snapshot(snapshot.path, spec, settings.training.holdout_percent)
+    X_ho, _ = split_xy(held, spec)
+    picked = np.load(run_dir / "recourse.npz")["holdout_index"][:EXAMPLE_ROWS]
+    factuals = X_ho.iloc[picked].reset_index(drop=True) if len(picked) else X_ho.head(EXAMPLE_ROWS)
+    return X_ho.head(EXAMPLE_ROWS).reset_index(drop=True), factuals
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, training_record: dict,
+                     settings: PipelineSettings) -> dict:
+    """One MLflow run: params, metrics, loss curve and cost/validity plots, both models registered as challenger."""
+    configure_mlflow(settings)
+    figures = json.loads((run_dir / "evaluation.json").read_text())
+    clf_hist = json.loads((run_dir / "classifier_history.json").read_text())
+    gen_hist = json.loads((run_dir / "generator_history.json").read_text())
+    sampling = {k: getattr(settings.training, k) for k in ("k", "temperature", "select", "seed")}
+    (run_dir / "sampling.json").write_text(json.dumps(sampling))
+    with mlflow.start_run(run_name=f"retrain-{spec.name}-{snapshot.data_hash}") as run:
+        mlflow.log_params({"dataset": spec.name, "data_hash": snapshot.data_hash, "store_rows": snapshot.rows,
+                           "store_batches": snapshot.batches, **_flat("classifier", clf_hist["config"]),
+                           **_flat("generator", gen_hist["config"]), **_flat("generator_train", gen_hist["train"]),
+                           **_flat("sampling", sampling)})
+        mlflow.log_metrics({k: float(v) for k, v in figures.items()
+                            if isinstance(v, (int, float)) and not math.isnan(float(v))})
+        for step, loss in enumerate(clf_hist["loss"]):
+            mlflow.log_metric("classifier_loss", loss, step=step)
+        for step, (tr, va) in enumerate(zip(gen_hist["history"]["train_loss"], gen_hist["history"]["val_loss"])):
+            mlflow.log_metrics({"generator_train_loss": tr, "generator_val_loss": va}, step=step)
+        rec = np.load(run_dir / "recourse.npz")
+        for name, fig in (("loss_curve.png", plots.loss_curves(clf_hist["loss"], gen_hist["history"])),
+                          ("cost_validity.png", plots.cost_validity(rec["cost"], rec["h"], rec["oracle"]))):
+            fig.savefig(run_dir / name, dpi=110)
+            mlflow.log_figure(fig, f"plots/{name}")
+            plt.close(fig)
+        mlflow.log_artifact(str(run_dir / "evaluation.json"))
+
+        applicants, factuals = _examples(snapshot, spec, run_dir, settings)
+        clf_artifacts = {"classifier": str(run_dir / "classifier.pt"), "encoder": str(run_dir / "encoder.json")}
+        clf_adapter = ClassifierModel()
+        clf_adapter.load_context(SimpleNamespace(artifacts=clf_artifacts))
+        clf_info = mlflow.pyfunc.log_model(
+            name="classifier", python_model=ClassifierModel(), artifacts=clf_artifacts,
+            signature=infer_signature(applicants, clf_adapter.predict(None, applicants)), input_example=applicants,
+            pip_requirements=PIP_REQUIREMENTS, registered_model_name=CLASSIFIER_MODEL,
+        )
+        gen_artifacts = {"genre": str(run_dir / "genre"), "sampling": str(run_dir / "sampling.json")}
+        gen_adapter = GeneratorModel()
+        gen_adapter.load_context(SimpleNamespace(artifacts=gen_artifacts))
+        gen_info = mlflow.pyfunc.log_model(
+            name="generator", python_model=GeneratorModel(), artifacts=gen_artifacts,
+            signature=infer_signature(factuals, gen_adapter.predict(None, factuals)), input_example=factuals,
+            pip_requirements=PIP_REQUIREMENTS, registered_model_name=GENERATOR_MODEL,
+        )
+    cv, gv = str(clf_info.registered_model_version), str(gen_info.registered_model_version)
+    common = {"dataset": spec.name, "data_hash": snapshot.data_hash, "run_id": run.info.run_id}
+    set_tags(CLASSIFIER_MODEL, cv, common | {"training_data": str(snapshot.path), "store_rows": snapshot.rows}, settings)
+    set_tags(GENERATOR_MODEL, gv, common | {"classifier_version": cv}, settings)
+    set_alias(CLASSIFIER_MODEL, CHALLENGER, cv, settings)
+    set_alias(GENERATOR_MODEL, CHALLENGER, gv, settings)
+    return {"run_id": run.info.run_id, "classifier_version": cv, "generator_version": gv}
