@@ -1,0 +1,181 @@
+"""Monitor each new champion once: data drift, prediction drift and recourse (audit set and ledger).
+
+Two entries: `poll_champion` reads the registry's `champion` alias (so an alias moved by hand in the MLflow UI
+is caught on the next poll); `monitor(version)` is what the promotion event triggers. A version is claimed in
+the ledger database before any work, so it is monitored exactly once however often either entry runs.
+Reports land in `GENRE_HOME/reports/<version>/` (HTML + JSON) and in an MLflow run of `genre-monitoring`.
+
+    python -m flows.monitor            # poll
+    python -m flows.monitor --version 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from monitoring.export import write_json
+from monitoring.inputs import validity_by_version
+from monitoring.reports import RecourseThresholds
+from tasks import monitoring as mon
+from tasks import registry
+from tasks.ledger_db import Ledger, ledger_url
+from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def champion_classifier(settings: PipelineSettings) -> str | None:
+    """The classifier version under the `champion` alias (None before the first promotion)."""
+    version = registry.champion_versions(settings)[0]
+    return None if version is None else str(version)  # MLflow may hand back an int
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def paired_generator(classifier_version: str, settings: PipelineSettings) -> str:
+    """The generator trained against a classifier version: the champion's if it is paired, else the newest."""
+    champion_clf, champion_gen = registry.champion_versions(settings)
+    if str(champion_clf) == str(classifier_version) and champion_gen is not None:
+        return str(champion_gen)
+    client = registry.configure_mlflow(settings)
+    paired = [
+        str(v.version) for v in client.search_model_versions(f"name='{GENERATOR_MODEL}'")
+        if v.tags.get("classifier_version") == str(classifier_version)
+    ]
+    if not paired:
+        raise LookupError(f"no {GENERATOR_MODEL} version is tagged classifier_version={classifier_version}")
+    return max(paired, key=int)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def load_classifier(version: str, settings: PipelineSettings):
+    """h and its encoder of a registered classifier version."""
+    return registry.load_classifier_version(version, settings)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def load_generator(version: str, settings: PipelineSettings):
+    """The GenRe of a registered generator version."""
+    return registry.load_generator_version(version, settings)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def training_table(version: str, settings: PipelineSettings):
+    """The training snapshot a classifier version learned from."""
+    return registry.training_data_for(version, settings)
+
+
+@task(cache_policy=NO_CACHE)
+def dataset_of(version: str, settings: PipelineSettings) -> str:
+    """The data set a classifier version was trained on (its `dataset` tag)."""
+    return registry.version_tags(CLASSIFIER_MODEL, version, settings)["dataset"]
+
+
+@task(cache_policy=NO_CACHE)
+def report_dir_of(url: str, version: str | None) -> str | None:
+    """Where an earlier monitoring run of `version` wrote its reports."""
+    if version is None:
+        return None
+    ledger = Ledger(url)
+    try:
+        done = ledger.monitored(CLASSIFIER_MODEL)
+    finally:
+        ledger.dispose()
+    rows = done[done["version"] == str(version)]
+    return None if rows.empty else rows["report_dir"].iloc[-1]
+
+
+@flow(name="monitor-poll")
+def poll_champion() -> dict:
+    """Monitor the registry's champion classifier if it has not been monitored yet."""
+    settings = PipelineSettings.from_env()
+    version = champion_classifier(settings)
+    if version is None:
+        get_run_logger().info("no champion yet: nothing to monitor")
+        return {"status": "no_champion"}
+    return monitor(version=version)
+
+
+@flow(name="monitor", flow_run_name="monitor-v{version}")
+def monitor(version: str | None = None) -> dict:
+    """Monitor one classifier version (the champion when `version` is None), once."""
+    if version is None:
+        return poll_champion()
+    version = str(version)
+    log = get_run_logger()
+    settings = PipelineSettings.from_env()
+    url = ledger_url(settings.home)
+    if not mon.claim_version(url, CLASSIFIER_MODEL, version):
+        log.info("classifier v%s was monitored already: nothing to do", version)
+        return {"status": "already_monitored", "classifier_version": version}
+    try:
+        summary = _monitor_claimed(version, settings, url)
+    except BaseException:
+        mon.release_version(url, CLASSIFIER_MODEL, version)
+        raise
+    log.info("monitored classifier v%s: %s", version, json.dumps(_headline(summary)))
+    return summary
+
+
+def _monitor_claimed(version: str, settings: PipelineSettings, url: str) -> dict:
+    from genre.datasets import get_spec
+
+    spec = get_spec(dataset_of(version, settings))
+    out_dir = settings.reports / version
+    previous = mon.previous_version(url, CLASSIFIER_MODEL)
+    generator_version = paired_generator(version, settings)
+    new = load_classifier(version, settings)
+    train_new = training_table(version, settings)
+    audit = mon.fixed_audit_set(spec, settings.reports / f"audit-{spec.name}.csv")
+    summary: dict = {
+        "status": "monitored", "dataset": spec.name, "classifier_version": version,
+        "generator_version": generator_version, "previous_version": previous,
+        "data_drift": None, "prediction_drift": None,
+    }
+    if previous is not None:
+        summary["data_drift"] = mon.data_drift(training_table(previous, settings), train_new, spec, out_dir)
+        summary["prediction_drift"] = mon.prediction_drift(load_classifier(previous, settings), new, audit, out_dir)
+    t = settings.training
+    audit_frame = mon.audit_recourse(
+        load_generator(generator_version, settings), new, train_new, audit, out_dir,
+        {"n": t.n_factuals, "k": t.k, "temperature": t.temperature, "select": t.select, "seed": t.seed},
+    )
+    judged = mon.judge_ledger(mon.issued_recourse(url, spec.name), new)
+    validity = validity_by_version(judged)
+    thresholds = RecourseThresholds(validity=settings.gates.validity_h_floor,
+                                    plausibility=settings.gates.plausibility_floor)
+    summary["recourse"] = mon.recourse_report(
+        mon.previous_audit_recourse(report_dir_of(url, previous)), audit_frame, judged, thresholds, out_dir
+    )
+    summary["ledger_validity"] = {v: {"n": n, "still_valid": share} for v, (n, share) in validity.items()}
+    summary["plot"] = mon.plot_validity(mon.validity_history(url, CLASSIFIER_MODEL), version, validity, out_dir)
+    summary["thresholds"] = asdict(thresholds)
+    summary["report_dir"] = str(out_dir)
+    write_json(summary, out_dir / "summary.json")
+    summary["mlflow_run_id"] = mon.log_monitoring_run(settings.mlflow_uri, summary, out_dir)
+    mon.finish_version(url, CLASSIFIER_MODEL, version, str(out_dir), summary["mlflow_run_id"], validity)
+    return summary
+
+
+def _headline(summary: dict) -> dict:
+    return {
+        "previous": summary["previous_version"],
+        "drift_share": (summary["data_drift"] or {}).get("drift_share"),
+        "decision_flip_share": (summary["prediction_drift"] or {}).get("decision_flip_share"),
+        "recourse_validity": summary["recourse"].get("validity"),
+        "ledger_still_valid": summary["recourse"].get("ledger_still_valid"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Monitor the champion classifier (once per version).")
+    parser.add_argument("--version", help="a classifier version (default: poll the registry's champion)")
+    args = parser.parse_args(argv)
+    print(json.dumps(monitor(version=args.version), indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Prefect tasks for issuing recourse to a batch of applicants and recording it in the ledger."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from genre.classifier import Classifier
+from genre.datasets import DatasetSpec, DataError, read_table
+from genre.encoding import MinMaxEncoder
+from genre.metrics import cost
+from tasks.ledger_db import Issued, Ledger
+
+ID_COLUMN = "applicant_id"
+ACCEPTED, ISSUED, NO_RECOURSE = "accepted", "recourse_issued", "no_valid_recourse"
+
+
+@dataclass
+class ChampionPair:
+    """The deployed classifier h and the generator trained against it, with their registry versions."""
+
+    classifier: Classifier
+    encoder: MinMaxEncoder
+    genre: object  # genre.sampler.GenRe
+    classifier_version: str
+    generator_version: str
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def load_champion_pair() -> ChampionPair:
+    """Load the champion classifier and generator from the MLflow registry."""
+    from tasks import registry  # the registry module reads MLflow settings; import it only when used
+
+    classifier_version, generator_version = registry.champion_versions()
+    if classifier_version is None or generator_version is None:
+        raise RuntimeError("no champion pair in the registry yet: run the retrain flow (or `make run`) first")
+    classifier, encoder = registry.load_classifier_version(classifier_version)
+    return ChampionPair(classifier, encoder, registry.load_generator_version(generator_version),
+                        str(classifier_version), str(generator_version))
+
+
+@task(cache_policy=NO_CACHE)
+def read_applicants(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str]]:
+    """Read and check an applicants CSV (the spec's features; the target is not needed) and their ids."""
+    table = read_table(path, spec, require_target=False)
+    ids = pd.read_csv(path, dtype=str, usecols=lambda c: c == ID_COLUMN, keep_default_na=False)
+    if ID_COLUMN in ids.columns:
+        blank = ids[ID_COLUMN].str.strip() == ""
+        if blank.any():
+            raise DataError(path, "empty applicant id", row=int(np.flatnonzero(blank)[0]) + 1, column=ID_COLUMN)
+        return table, ids[ID_COLUMN].tolist()
+    # Without an id column, the data row number (from 1) names the applicant.
+    return table, [str(i + 1) for i in range(len(table))]
+
+
+@task(cache_policy=NO_CACHE)
+def score_applicants(pair: ChampionPair, table: pd.DataFrame) -> np.ndarray:
+    """h(x) for each applicant, in the champion's encoding."""
+    return pair.classifier.predict_proba(pair.encoder.transform(table))
+
+
+@dataclass
+class RecourseBatch:
+    """Recourse for the rejected applicants: `rows` index the applicants table."""
+
+    rows: np.ndarray  # (m,) positions of the rejected applicants
+    recourse: pd.DataFrame  # (m, d) in the applicant's units
+    cost: np.ndarray  # (m,) L1 in the champion's encoded space
+    score: np.ndarray  # (m,) h(x+)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.score > 0.5
+
+
+@task(cache_policy=NO_CACHE)
+def generate_recourse(
+    pair: ChampionPair, table: pd.DataFrame, rows: np.ndarray, *, k: int, temperature: float, select: str, seed: int
+) -> RecourseBatch:
+    """Recourse from the champion generator for the applicants at `rows`, with its cost and h(x+)."""
+    factuals = pair.encoder.transform(table.iloc[rows])
+    if len(rows) == 0:  # everyone accepted: nothing to sample
+        return RecourseBatch(rows=np.asarray(rows, dtype=int), recourse=pair.encoder.inverse_transform(factuals),
+                             cost=np.zeros(0), score=np.zeros(0))
+    recourses = pair.genre.generate(factuals, k=k, temperature=temperature, select=select, seed=seed)
+    return RecourseBatch(rows=np.asarray(rows), recourse=pair.encoder.inverse_transform(recourses),
+                         cost=cost(factuals, recourses), score=pair.classifier.predict_proba(recourses))
+
+
+@task(cache_policy=NO_CACHE)
+def ledger_entries(
+    pair: ChampionPair, spec: DatasetSpec, table: pd.DataFrame, ids: list[str], score: np.ndarray, batch: RecourseBatch
+) -> list[Issued]:
+    """The recourses to issue: only those the champion classifier accepts."""
+    factuals = records(table.iloc[batch.rows])
+    recourses = records(batch.recourse)
+    return [
+        Issued(
+            applicant_id=ids[row], dataset=spec.name, factual=factuals[i], recourse=recourses[i],
+            cost=float(batch.cost[i]), score_factual=float(score[row]), score_recourse=float(batch.score[i]),
+            classifier_version=pair.classifier_version, generator_version=pair.generator_version,
+        )
+        for i, row in enumerate(batch.rows)
+        if batch.valid[i]
+    ]
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def record_recourse(ledger_url: str, issued: list[Issued], batch_id: str) -> list[int]:
+    """Write one batch of issued recourse to the ledger in a single transaction."""
+    ledger = Ledger(ledger_url)
+    try:
+        return ledger.record(issued, batch_id=batch_id)
+    finally:
+        ledger.dispose()
+
+
+@task(cache_policy=NO_CACHE)
+def results_table(
+    ids: list[str], table: pd.DataFrame, score: np.ndarray, batch: RecourseBatch, ledger_ids: list[int]
+) -> pd.DataFrame:
+    """One row per applicant: id, status, h(x), factual, `recourse.<feature>`, cost, h(x+), ledger id."""
+    out = pd.DataFrame({ID_COLUMN: ids, "status": ACCEPTED, "score": score})
+    out = pd.concat([out, table.reset_index(drop=True)], axis=1)
+    rows = batch.rows
+    out.loc[rows, "status"] = np.where(batch.valid, ISSUED, NO_RECOURSE)
+    for f in batch.recourse.columns:
+        out.loc[rows, f"recourse.{f}"] = batch.recourse[f].to_numpy()
+    out.loc[rows, "cost"] = batch.cost
+    out.loc[rows, "score_recourse"] = batch.score
+    out["ledger_id"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    out.loc[rows[batch.valid], "ledger_id"] = ledger_ids
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+def write_results(results: pd.DataFrame, path: Path) -> Path:
+    """Write the results CSV under a temp name, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    results.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts of Python ints, floats and strings (the applicant's units)."""
+    return json.loads(frame.to_json(orient="records"))
+
+
+def new_batch_id(path: Path) -> str:
+    return f"{path.stem[:40]}-{uuid.uuid4().hex[:12]}"
