@@ -30,5 +30,12 @@ test: venv
 bench: venv
 	.venv/bin/genre bench --out bench/out/bench.json
 
+# A local Prefect server + process worker on 127.0.0.1 with every deployment of prefect.yaml (pids under GENRE_HOME).
+deploy: venv
+	$(PY) -m flows.local_server up --dataset $(DATASET)
+
+stop:
+	$(PY) -m flows.local_server down
+
 clean:
 	rm -rf .genre
