@@ -155,7 +155,7 @@ def _monitor_claimed(version: str, settings: PipelineSettings, url: str) -> dict
     summary["thresholds"] = asdict(thresholds)
     summary["report_dir"] = str(out_dir)
     write_json(summary, out_dir / "summary.json")
-    summary["mlflow_run_id"] = mon.log_monitoring_run(settings.mlflow_uri, summary, out_dir)
+    summary["mlflow_run_id"] = mon.log_monitoring_run(settings.mlflow_uri, settings.artifact_root, summary, out_dir)
     mon.finish_version(url, CLASSIFIER_MODEL, version, str(out_dir), summary["mlflow_run_id"], validity)
     return summary
 

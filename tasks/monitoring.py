@@ -17,6 +17,7 @@ from monitoring.reports import (
     build_data_drift_report,
     build_prediction_drift_report,
     build_recourse_report,
+    recourse_frame,
 )
 from tasks.ledger_db import Ledger
 
@@ -104,11 +105,11 @@ def judge_ledger(entries: pd.DataFrame, new: tuple[Classifier, MinMaxEncoder]) -
 def recourse_report(reference: pd.DataFrame | None, audit_frame: pd.DataFrame, judged: pd.DataFrame,
                     thresholds: RecourseThresholds, out_dir: Path) -> dict:
     """Recourse report (validity, cost, plausibility, ledger still valid by version); figures and paths."""
-    current = pd.concat(
-        [audit_frame, inputs.recourse_frame(issued_by=judged["issued_by"].to_numpy(),
-                                            still_valid=judged["still_valid"].to_numpy())],
-        ignore_index=True,
-    )
+    current = audit_frame
+    if len(judged):
+        ledger_rows = recourse_frame(issued_by=judged["issued_by"].to_numpy(),
+                                    still_valid=judged["still_valid"].to_numpy())
+        current = pd.concat([audit_frame, ledger_rows], ignore_index=True)
     snapshot = build_recourse_report(reference=reference, current=current, thresholds=thresholds)
     return export.recourse_summary(snapshot) | {"files": export.save_report(snapshot, out_dir, "recourse")}
 
@@ -125,13 +126,22 @@ def plot_validity(history: pd.DataFrame, version: str, validity: dict[str, tuple
     """PNG of ledger validity over the monitored classifier versions, this one included."""
     now = pd.DataFrame([{"monitored_version": str(version), "issued_by": by, "n": n, "still_valid": share}
                         for by, (n, share) in validity.items()], columns=history.columns)
-    return export.plot_ledger_validity(pd.concat([history, now], ignore_index=True), out_dir / "ledger_validity.png")
+    frames = [f for f in (history, now) if len(f)]  # concat of an empty frame is deprecated in pandas
+    together = pd.concat(frames, ignore_index=True) if frames else history
+    return export.plot_ledger_validity(together, out_dir / "ledger_validity.png")
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def log_monitoring_run(tracking_uri: str, summary: dict, out_dir: Path) -> str:
+def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, out_dir: Path) -> str:
     """Log the reports, the plot and the headline figures to MLflow; returns the run id."""
     mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    if client.get_experiment_by_name(MONITOR_EXPERIMENT) is None:
+        try:
+            # Artifacts under GENRE_HOME beside the pipeline's, never in a ./mlruns of the working directory.
+            client.create_experiment(MONITOR_EXPERIMENT, artifact_location=Path(artifact_root).resolve().as_uri())
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by another process
     mlflow.set_experiment(MONITOR_EXPERIMENT)
     metrics = {
         "drift_share": (summary.get("data_drift") or {}).get("drift_share"),

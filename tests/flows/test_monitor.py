@@ -26,6 +26,9 @@ from tasks.ledger_db import Ledger
 from tasks.pyfunc_models import PIP_REQUIREMENTS, ClassifierModel, GeneratorModel
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 
+# Two tiny pairs are trained once for the module (about a minute on a busy 2-core machine).
+pytestmark = pytest.mark.slow
+
 SPEC = get_spec("compas")
 TINY_GENERATOR = GeneratorConfig(d=SPEC.d, emb=16, heads=2, enc_layers=1, dec_layers=1, ff=32, value_hidden=8)
 
@@ -188,6 +191,8 @@ def test_monitor_runs_once_per_new_champion(pipeline, tmp_path):
         assert (out / f"{name}.html").stat().st_size > 0
         assert json.loads((out / f"{name}.json").read_text())["metrics"]
     assert (out / "ledger_validity.png").read_bytes()[:4] == b"\x89PNG"
+    run = MlflowClient(settings.mlflow_uri).get_run(second["mlflow_run_id"])
+    assert run.info.artifact_uri.startswith(settings.artifact_root.resolve().as_uri())
     logged = {a.path for a in MlflowClient(settings.mlflow_uri).list_artifacts(second["mlflow_run_id"], "monitoring")}
     assert {"monitoring/recourse.html", "monitoring/data_drift.json", "monitoring/ledger_validity.png"} <= logged
     history = Ledger().validity_history(CLASSIFIER_MODEL)
