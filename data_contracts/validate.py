@@ -47,6 +47,8 @@ class ContractReport:
             lines.append(f"intent: {f['intent']}")
             if f.get("observed") is not None:
                 lines.append(f"observed: {f['observed']}")
+            if f.get("details"):
+                lines.append(f"details: {f['details']}")
             for ex in f.get("examples", []):
                 lines.append(f"- row {ex['row']} (line {ex['row'] + 1}): {ex['value']}")
             lines.append("")
@@ -116,7 +118,7 @@ class ContractChecker:
         out = {
             "column": column, "expectation": cfg.type, "intent": (cfg.meta or {}).get("intent", ""),
             "unexpected_count": res.get("unexpected_count"), "element_count": res.get("element_count"),
-            "observed": _jsonable(res.get("observed_value") if "observed_value" in res else res.get("details")),
+            "observed": _jsonable(res.get("observed_value")), "details": _jsonable(res.get("details")),
             "examples": [],
         }
         if r.exception_info and r.exception_info.get("raised_exception"):

@@ -33,6 +33,7 @@ class TrainingConfig:
     generator_epochs: int | None = None  # None: the library's recipe for the data set
     generator_patience: int | None = None
     generator_model: dict = field(default_factory=dict)  # GeneratorConfig overrides (tests use a tiny one)
+    generator_train: dict = field(default_factory=dict)  # other TrainConfig overrides (batch_size, lr, ...)
     oracle_trees: int = 200
     holdout_percent: int = 20
     n_factuals: int = 200

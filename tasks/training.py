@@ -80,7 +80,8 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     classifier = Classifier.load(run_dir / "classifier.pt")
     model_cfg, train_cfg = recipe(spec.name, spec.d)
     model_cfg = replace(model_cfg, **training.generator_model)
-    overrides = {"epochs": training.generator_epochs, "patience": training.generator_patience, "seed": training.seed}
+    overrides = {**training.generator_train, "epochs": training.generator_epochs,
+                 "patience": training.generator_patience, "seed": training.seed}
     train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
     genre = train_generator(encoder.transform(X_raw), y, encoder=encoder, classifier=classifier,
                             config=model_cfg, train=train_cfg, progress=True)
