@@ -44,7 +44,7 @@ def _client(settings: PipelineSettings | None) -> MlflowClient:
 def alias_version(model: str, alias: str, settings: PipelineSettings | None = None) -> str | None:
     """The version an alias points at, or None when the model or alias does not exist."""
     try:
-        return _client(settings).get_model_version_by_alias(model, alias).version
+        return str(_client(settings).get_model_version_by_alias(model, alias).version)
     except MlflowException:
         return None
 
