@@ -1,0 +1,238 @@
+"""GenRe's recourse sampler: k samples per factual from the generator, then one is selected.
+
+Guarantees on every recourse (the paper's code has none of them):
+- immutable features are copied from the factual (the decoder is also conditioned on the copy);
+- a categorical feature decodes only to one of its categories (other bins are masked out);
+- a continuous feature lands inside its observed training range, integer features on whole numbers;
+- optionally (`monotone=True`), increase-only / decrease-only features never move the wrong way.
+
+Decoding is incremental: the encoder runs once per factual, and each step feeds only the newest token
+through the decoder, reusing the cached keys and values of the earlier ones. `incremental=False` re-runs
+the whole prefix at every step instead (the paper's way); both draw the same random numbers, so they
+return the same samples.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genre.classifier import Classifier, one_thread
+from genre.encoding import MinMaxEncoder
+from genre.generator import Generator
+
+SELECT_RULES = ("max_prob", "min_cost")
+
+
+class GenRe:
+    """Generative recourse: `GenRe(generator, encoder, classifier, support=...).generate(factuals)`.
+
+    Parameters
+    ----------
+    generator : a trained `Generator` (see `genre.train_generator.train_generator`).
+    encoder : the fitted `MinMaxEncoder` the generator and classifier work in; its spec gives the
+        categorical, immutable, integer and monotone features.
+    classifier : h, used to select among the k samples.
+    support : `observed_support(X_train, encoder, n_bins)`: each feature's observed range and the value
+        each bin decodes to. Without it, the range is [0, 1] and a bin decodes to its centre.
+    """
+
+    def __init__(self, generator: Generator, encoder: MinMaxEncoder, classifier: Classifier, *, support: dict | None = None):
+        self.generator = generator.eval()
+        self.encoder = encoder
+        self.classifier = classifier
+        self.spec = encoder.spec
+        d, n_bins = generator.config.d, generator.config.n_bins
+        if d != self.spec.d:
+            raise ValueError(f"generator has d={d} features but the encoder's spec '{self.spec.name}' has {self.spec.d}")
+        if support is None:
+            bins = np.linspace(0.0, 1.0, n_bins)
+            support = {"low": [0.0] * d, "high": [1.0] * d, "bin_values": np.tile(bins, (d, 1)).tolist()}
+        self.support = {k: np.asarray(v, dtype=np.float64) for k, v in support.items()}
+        if self.support["bin_values"].shape != (d, n_bins):
+            raise ValueError(f"support['bin_values'] must be ({d}, {n_bins}), got {self.support['bin_values'].shape}")
+        self._build_tables(n_bins)
+
+    def _build_tables(self, n_bins: int) -> None:
+        """Per feature: which bins may be drawn and the encoded value each bin decodes to."""
+        bins = np.linspace(0.0, 1.0, n_bins)
+        half = 0.5 / (n_bins - 1)
+        low, high = self.support["low"], self.support["high"]
+        allowed = np.zeros((self.spec.d, n_bins), dtype=bool)
+        values = self.support["bin_values"].copy()
+        levels = self.encoder.category_levels()
+        for j in range(self.spec.d):
+            if j in levels:
+                # Each category owns the bin nearest its code and decodes to the code exactly.
+                nearest = np.abs(bins[None, :] - levels[j][:, None]).argmin(1)
+                allowed[j, nearest] = True
+                values[j, nearest] = levels[j]
+            else:
+                allowed[j] = (bins >= low[j] - half) & (bins <= high[j] + half)
+        values = np.clip(values, low[:, None], high[:, None])
+        self._allowed = torch.as_tensor(allowed)
+        self._values = torch.as_tensor(_snap_integers(values, self.encoder), dtype=torch.float32)
+        self._immutable = self.spec.mask("immutable")
+        self._increase = self.spec.mask("increase_only")
+        self._decrease = self.spec.mask("decrease_only")
+
+    # ---- sampling ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        factuals: np.ndarray,
+        k: int = 10,
+        temperature: float = 0.1,
+        seed: int = 0,
+        *,
+        incremental: bool = True,
+        monotone: bool = False,
+        batch_size: int = 8192,
+    ) -> np.ndarray:
+        """(n, d) encoded factuals -> (n, k, d) float32 samples (before any selection)."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        xf = torch.as_tensor(np.asarray(factuals, dtype=np.float32))
+        if xf.ndim != 2 or xf.shape[1] != self.spec.d:
+            raise ValueError(f"factuals must be (n, {self.spec.d}) encoded rows, got shape {tuple(xf.shape)}")
+        rows = xf.repeat_interleave(k, dim=0)  # (n k, d): factual i's samples are rows i*k .. i*k + k - 1
+        gen = torch.Generator().manual_seed(seed)
+        with one_thread():
+            out = [self._decode(rows[s : s + batch_size], temperature, gen, incremental, monotone)
+                   for s in range(0, len(rows), batch_size)]
+        samples = torch.cat(out) if out else rows
+        return samples.view(len(xf), k, -1).numpy()
+
+    def _decode(self, xf: torch.Tensor, temperature: float, gen: torch.Generator, incremental: bool, monotone: bool) -> torch.Tensor:
+        model, B, d = self.generator, xf.shape[0], self.spec.d
+        mem_kv = model.memory_kv(model.encode(xf, xf.new_zeros(B)))  # the encoder runs once
+        ones = xf.new_ones(B)
+        token, cache = 2 * ones - 1, None  # the favourable label opens the decoder sequence
+        out = xf.new_empty(B, d)
+        own = torch.round(xf * (model.config.n_bins - 1)).long()  # (B, d) each factual value's nearest bin
+        for t in range(d):
+            # The random numbers do not depend on the path, so both paths draw identical samples.
+            u = torch.rand(B, 1, generator=gen)
+            if incremental:
+                logits, cache = model.step(token, t, mem_kv, cache)
+            else:
+                logits = model.decode(out[:, :t], ones, mem_kv)[:, -1]
+            if self._immutable[t]:
+                out[:, t] = xf[:, t]  # copied, and the decoder is conditioned on the copy
+            else:
+                allowed = self._allowed[t].expand(B, -1)
+                if monotone and (self._increase[t] or self._decrease[t]):
+                    allowed = allowed & self._monotone_mask(xf[:, t], t)
+                logits = (logits / temperature).masked_fill(~allowed, float("-inf"))
+                cdf = logits.softmax(-1).cumsum(-1)
+                idx = torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_max(cdf.shape[1] - 1).squeeze(1)
+                # A draw of the factual's own bin keeps its exact value: the bin grid alone would move
+                # every feature by up to half a bin, a cost with no change in the applicant's situation.
+                out[:, t] = torch.where(idx == own[:, t], xf[:, t], self._values[t, idx])
+                if monotone and self._increase[t]:
+                    out[:, t] = torch.maximum(out[:, t], xf[:, t])
+                elif monotone and self._decrease[t]:
+                    out[:, t] = torch.minimum(out[:, t], xf[:, t])
+            token = out[:, t]
+        return out
+
+    def _monotone_mask(self, factual: torch.Tensor, t: int) -> torch.Tensor:
+        """(B, n_bins): bins on the permitted side of each factual's value (its own bin included)."""
+        n_bins = self._values.shape[1]
+        own = torch.round(factual * (n_bins - 1)).long()[:, None]  # the factual's own bin
+        cols = torch.arange(n_bins)[None, :]
+        return cols >= own if self._increase[t] else cols <= own
+
+    # ---- selection -----------------------------------------------------------------------------
+    def generate(
+        self,
+        factuals: np.ndarray,
+        k: int = 10,
+        temperature: float = 0.1,
+        select: str = "max_prob",
+        seed: int = 0,
+        *,
+        incremental: bool = True,
+        monotone: bool = False,
+        batch_size: int = 8192,
+    ) -> np.ndarray:
+        """One recourse per factual: (n, d) encoded factuals -> (n, d) float32 encoded recourses.
+
+        k samples per factual are drawn at `temperature` (it divides the logits), then
+        `select="max_prob"` keeps the sample h likes best (the paper's rule) and `select="min_cost"` keeps
+        the cheapest sample with h(x+) > 0.5, falling back to the max_prob choice when none is.
+        The same `seed` gives the same recourses.
+        """
+        if select not in SELECT_RULES:
+            raise ValueError(f"select must be one of {SELECT_RULES}, got '{select}'")
+        samples = self.sample(factuals, k, temperature, seed, incremental=incremental, monotone=monotone, batch_size=batch_size)
+        n = samples.shape[0]
+        if n == 0:
+            return samples.reshape(0, self.spec.d)
+        prob = self.classifier.predict_proba(samples.reshape(n * k, -1)).reshape(n, k)
+        choice = prob.argmax(1)
+        if select == "min_cost":
+            cost = np.abs(samples - np.asarray(factuals, dtype=np.float32)[:, None, :]).sum(-1)
+            cost = np.where(prob > 0.5, cost, np.inf)
+            choice = np.where(np.isfinite(cost).any(1), cost.argmin(1), choice)
+        return samples[np.arange(n), choice]
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write generator.pt, classifier.pt, encoder.json and genre.json into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.generator.save(directory / "generator.pt")
+        self.classifier.save(directory / "classifier.pt")
+        _write_json(directory / "encoder.json", self.encoder.state_dict())
+        _write_json(directory / "genre.json", {"support": {k: v.tolist() for k, v in self.support.items()}})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "GenRe":
+        directory = Path(directory)
+        missing = [f for f in ("generator.pt", "classifier.pt", "encoder.json", "genre.json") if not (directory / f).exists()]
+        if missing:
+            raise FileNotFoundError(f"{directory} is not a saved GenRe: missing {missing}")
+        meta = json.loads((directory / "genre.json").read_text())
+        encoder = MinMaxEncoder.from_state_dict(json.loads((directory / "encoder.json").read_text()))
+        return cls(Generator.load(directory / "generator.pt"), encoder, Classifier.load(directory / "classifier.pt"),
+                   support=meta["support"])
+
+
+def observed_support(X: np.ndarray, encoder: MinMaxEncoder, n_bins: int) -> dict:
+    """Each feature's observed range in the encoded rows X, and the value each bin decodes to.
+
+    A bin decodes to a value the training data holds: the commonest one among the values nearest that
+    bin for integer features (so that e.g. a bin covering 0..15 days of stay decodes to the 0 or 1 most
+    people have, not to the bin's centre), their median otherwise. Empty bins keep their centre.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    integer = encoder.spec.mask("integer")
+    values = np.tile(np.linspace(0.0, 1.0, n_bins), (X.shape[1], 1))
+    nearest = np.rint(X * (n_bins - 1)).astype(int)
+    for j in range(X.shape[1]):
+        for b in np.unique(nearest[:, j]):
+            members = X[nearest[:, j] == b, j]
+            if integer[j]:
+                uniq, counts = np.unique(members, return_counts=True)
+                values[j, b] = uniq[counts.argmax()]
+            else:
+                values[j, b] = np.quantile(members, 0.5, method="lower")
+    return {"low": X.min(0).tolist(), "high": X.max(0).tolist(), "bin_values": values.tolist()}
+
+
+def _snap_integers(values: np.ndarray, encoder: MinMaxEncoder) -> np.ndarray:
+    """(d, n_bins) encoded values with integer features moved to the nearest whole number."""
+    integer = encoder.spec.mask("integer")
+    raw = values * encoder.range_[:, None] + encoder.min_[:, None]
+    raw[integer] = np.rint(raw[integer])
+    return (raw - encoder.min_[:, None]) / encoder.range_[:, None]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
