@@ -50,7 +50,7 @@ def issue_recourse(
     settings = PipelineSettings.from_env()
     spec = get_spec(dataset)
     path = Path(applicants)
-    pair = load_champion_pair()
+    pair = load_champion_pair(spec.name)
     table, ids = read_applicants(path, spec)
     score = score_applicants(pair, table)
     rejected = np.flatnonzero(score <= 0.5)

@@ -15,7 +15,9 @@ from genre.classifier import Classifier
 from genre.datasets import DatasetSpec, DataError, read_table
 from genre.encoding import MinMaxEncoder
 from genre.metrics import cost
+from tasks import registry
 from tasks.ledger_db import Issued, Ledger
+from tasks.settings import GENERATOR_MODEL
 
 ID_COLUMN = "applicant_id"
 ACCEPTED, ISSUED, NO_RECOURSE = "accepted", "recourse_issued", "no_valid_recourse"
@@ -33,16 +35,24 @@ class ChampionPair:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def load_champion_pair() -> ChampionPair:
-    """Load the champion classifier and generator from the MLflow registry."""
-    from tasks import registry  # the registry module reads MLflow settings; import it only when used
-
+def load_champion_pair(dataset: str) -> ChampionPair:
+    """Load the champion classifier and the generator trained against it from the MLflow registry."""
     classifier_version, generator_version = registry.champion_versions()
     if classifier_version is None or generator_version is None:
         raise RuntimeError("no champion pair in the registry yet: run the retrain flow (or `make run`) first")
+    classifier_version, generator_version = str(classifier_version), str(generator_version)
+    # The two aliases are read one after the other: a promotion in between, or a hand-moved alias, could
+    # give a mixed pair. Recourse is never issued from one (the retry reads the aliases again).
+    paired = registry.version_tags(GENERATOR_MODEL, generator_version).get("classifier_version")
+    if paired != classifier_version:
+        raise RuntimeError(f"champion generator v{generator_version} was trained against classifier v{paired}, "
+                           f"not the champion classifier v{classifier_version}: refusing a mixed pair")
     classifier, encoder = registry.load_classifier_version(classifier_version)
+    if encoder.spec.name != dataset:
+        raise ValueError(f"the champion classifier v{classifier_version} is for data set '{encoder.spec.name}', "
+                         f"not '{dataset}'")
     return ChampionPair(classifier, encoder, registry.load_generator_version(generator_version),
-                        str(classifier_version), str(generator_version))
+                        classifier_version, generator_version)
 
 
 @task(cache_policy=NO_CACHE)

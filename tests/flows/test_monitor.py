@@ -233,3 +233,15 @@ def test_a_failed_monitoring_run_releases_its_claim(pipeline, tmp_path):
     finally:
         hidden.rename(snapshot)
     assert monitor(version=c1)["status"] == "monitored"
+
+
+def test_issue_recourse_refuses_a_mixed_champion_pair(pipeline, tmp_path):
+    from flows.issue_recourse import issue_recourse
+
+    settings, versions = pipeline
+    (c1, _), (_, g2) = versions
+    # Someone points the generator's alias at a generator trained against another classifier.
+    MlflowClient(settings.mlflow_uri).set_registered_model_alias(GENERATOR_MODEL, "champion", g2)
+    with pytest.raises(RuntimeError, match=f"trained against classifier v{versions[1][0]}.*champion classifier v{c1}"):
+        issue_recourse(str(_applicants(tmp_path, n=5)), dataset="compas")
+    assert Ledger().entries().empty
