@@ -36,10 +36,11 @@ def champion_classifier(settings: PipelineSettings) -> str | None:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def paired_generator(classifier_version: str, settings: PipelineSettings) -> str:
-    """The generator trained against a classifier version: the champion's if it is paired, else the newest."""
-    champion_clf, champion_gen = registry.champion_versions(settings)
-    if str(champion_clf) == str(classifier_version) and champion_gen is not None:
-        return str(champion_gen)
+    """The generator trained against a classifier version: the champion generator if it is, else the newest.
+
+    Judged by the generator's `classifier_version` tag, never by the alias alone: an alias moved by hand
+    may leave the champion generator paired with another classifier.
+    """
     client = registry.configure_mlflow(settings)
     paired = [
         str(v.version) for v in client.search_model_versions(f"name='{GENERATOR_MODEL}'")
@@ -47,7 +48,8 @@ def paired_generator(classifier_version: str, settings: PipelineSettings) -> str
     ]
     if not paired:
         raise LookupError(f"no {GENERATOR_MODEL} version is tagged classifier_version={classifier_version}")
-    return max(paired, key=int)
+    champion = registry.champion_versions(settings)[1]
+    return str(champion) if str(champion) in paired else max(paired, key=int)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
