@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv run test bench deploy stop serve clean
+.PHONY: venv run test bench bench-peers bench-deps deploy stop serve clean
 
 venv: .venv/.installed
 
@@ -24,11 +24,22 @@ venv: .venv/.installed
 run: venv
 	$(PY) -m flows.main --dataset $(DATASET)
 
-test: venv
+test: venv bench-deps
 	$(PY) -m pytest -q
 
-bench: venv
+bench: venv bench-deps
 	.venv/bin/genre bench --out bench/out/bench.json
+
+# Issue 6: GenRe against DiCE random/genetic, NNR and Wachter on the same h and factuals, plus scaling curves.
+bench-peers: venv bench-deps
+	.venv/bin/genre bench-peers --datasets compas,adult --out-dir bench/out
+
+# The optional `bench` extra (DiCE), without its unused heavy dependencies: see requirements-bench.txt.
+bench-deps: .venv/.bench-installed
+
+.venv/.bench-installed: requirements-bench.txt .venv/.installed
+	$(PY) -m pip install -q --no-deps -r requirements-bench.txt
+	touch $@
 
 # A local Prefect server + process worker on 127.0.0.1 with every deployment of prefect.yaml (pids under GENRE_HOME).
 deploy: venv

@@ -21,7 +21,7 @@ METHODS: dict[str, RecourseMethod] = {
 }
 
 # Modules imported on a lookup miss, so their own register_method calls run (missing ones are skipped).
-PROVIDERS: list[str] = []
+PROVIDERS: list[str] = ["genre.recourse", "genre.peers"]
 
 
 def register_method(name: str, fn: RecourseMethod | None = None):

@@ -1,0 +1,56 @@
+"""Peak memory of a block of code: Python heap (tracemalloc) and resident set size (sampled).
+
+tracemalloc sees what Python objects and numpy arrays allocate, but not torch's CPU allocator; the RSS
+sampler (every few ms, from /proc/self/statm) sees everything the process holds, torch included, but also
+whatever other threads allocate meanwhile. Both are reported; neither is timed (tracemalloc slows Python
+code several-fold, so timings come from separate runs).
+"""
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import tracemalloc
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    """Current resident set size; falls back to the lifetime peak where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMemory:
+    """`with PeakMemory() as m: ...` then `m.python_mb` (tracemalloc peak) and `m.rss_mb` (peak RSS growth)."""
+
+    def __init__(self, interval_s: float = 0.005):
+        self.interval_s = interval_s
+        self.python_mb = float("nan")
+        self.rss_mb = float("nan")
+
+    def __enter__(self) -> "PeakMemory":
+        self._base = rss_bytes()
+        self._peak = self._base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        tracemalloc.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, rss_bytes())
+            self._stop.wait(self.interval_s)
+
+    def __exit__(self, *exc) -> None:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        self._peak = max(self._peak, rss_bytes())
+        self._stop.set()
+        self._thread.join()
+        self.python_mb = peak / 2**20
+        self.rss_mb = (self._peak - self._base) / 2**20
