@@ -90,6 +90,19 @@ def report_dir_of(url: str, version: str | None) -> str | None:
     return None if rows.empty else rows["report_dir"].iloc[-1]
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def tag_version(version: str, summary: dict, settings: PipelineSettings) -> None:
+    """Point the classifier version at its monitoring run and headline figures (seen in the MLflow UI)."""
+    figures = {
+        "monitoring.run_id": summary["mlflow_run_id"],
+        "monitoring.report_dir": summary["report_dir"],
+        "monitoring.drift_share": (summary["data_drift"] or {}).get("drift_share", "n/a (first champion)"),
+        "monitoring.ledger_still_valid": summary["recourse"].get("ledger_still_valid", "n/a (empty ledger)"),
+        "monitoring.failed_tests": len(summary["recourse"]["failed_tests"]),
+    }
+    registry.set_tags(CLASSIFIER_MODEL, version, figures, settings)
+
+
 @flow(name="monitor-poll")
 def poll_champion() -> dict:
     """Monitor the registry's champion classifier if it has not been monitored yet."""
@@ -158,6 +171,7 @@ def _monitor_claimed(version: str, settings: PipelineSettings, url: str) -> dict
     summary["report_dir"] = str(out_dir)
     write_json(summary, out_dir / "summary.json")
     summary["mlflow_run_id"] = mon.log_monitoring_run(settings.mlflow_uri, settings.artifact_root, summary, out_dir)
+    tag_version(version, summary, settings)
     mon.finish_version(url, CLASSIFIER_MODEL, version, str(out_dir), summary["mlflow_run_id"], validity)
     return summary
 

@@ -195,6 +195,9 @@ def test_monitor_runs_once_per_new_champion(pipeline, tmp_path):
     assert run.info.artifact_uri.startswith(settings.artifact_root.resolve().as_uri())
     logged = {a.path for a in MlflowClient(settings.mlflow_uri).list_artifacts(second["mlflow_run_id"], "monitoring")}
     assert {"monitoring/recourse.html", "monitoring/data_drift.json", "monitoring/ledger_validity.png"} <= logged
+    tags = registry.version_tags(CLASSIFIER_MODEL, c2, settings)
+    assert tags["monitoring.run_id"] == second["mlflow_run_id"]
+    assert float(tags["monitoring.drift_share"]) == pytest.approx(second["data_drift"]["drift_share"])
     history = Ledger().validity_history(CLASSIFIER_MODEL)
     assert history["monitored_version"].tolist() == [c1, c2]
 
