@@ -11,7 +11,6 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
-from evidently.core.datasets import Dataset as _Dataset
 from evidently.core.metric_types import SingleValueCalculation, SingleValueMetric
 from evidently.metrics import MeanValue, ValueDrift
 from evidently.presets import DataDriftPreset
@@ -87,7 +86,7 @@ class DecisionFlipShare(SingleValueMetric):
 
 
 class DecisionFlipShareCalculation(SingleValueCalculation[DecisionFlipShare]):
-    def calculate(self, context, current_data: _Dataset, reference_data: Optional[_Dataset]):
+    def calculate(self, context, current_data: Dataset, reference_data: Optional[Dataset]):
         if reference_data is None:
             raise ValueError("decision flips compare two models: pass the previous champion's scores as reference")
         cur = current_data.as_dataframe()["score"].to_numpy(dtype=np.float64)
