@@ -15,7 +15,8 @@ from tasks.training import split_snapshot
 
 
 def judge(figures: dict, champion: dict | None, gates: GateConfig) -> list[dict]:
-    """One row per gate: name, figure, threshold, passed (NaN figures never pass)."""
+    """One row per gate: name, figure, threshold, passed (NaN figures never pass). Without recourse
+    figures (h failed first, so no generator was trained) only the classifier's gates are judged."""
 
     def row(name: str, figure: float, threshold: float, why: str) -> dict:
         ok = not math.isnan(figure) and figure >= threshold
@@ -26,6 +27,8 @@ def judge(figures: dict, champion: dict | None, gates: GateConfig) -> list[dict]
     if champion is not None:
         out.append(row("auc_vs_champion", figures["auc"], champion["auc"] - gates.auc_margin,
                        f"AUC within {gates.auc_margin} of champion v{champion['classifier_version']} on the same rows"))
+    if "validity" not in figures:
+        return out
     out += [
         row("recourse_validity", figures["validity"], gates.validity_floor, "share of recourses the oracle accepts"),
         row("recourse_plausibility", figures["plausibility"], gates.plausibility_floor, "share of LOF inliers"),

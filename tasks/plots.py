@@ -8,14 +8,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def loss_curves(classifier_loss: list[float], generator: dict):
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+def loss_curves(classifier_loss: list[float], generator: dict | None):
+    fig, axes = plt.subplots(1, 2 if generator else 1, figsize=(9 if generator else 4.5, 3.2), squeeze=False)
+    axes = axes[0]
     axes[0].plot(np.arange(1, len(classifier_loss) + 1), classifier_loss)
     axes[0].set(title="classifier h: weighted BCE", xlabel="epoch", ylabel="loss")
-    axes[1].plot(np.arange(1, len(generator["train_loss"]) + 1), generator["train_loss"], label="train")
-    axes[1].plot(np.arange(1, len(generator["val_loss"]) + 1), generator["val_loss"], label="validation")
-    axes[1].set(title="generator: soft-binned CE", xlabel="epoch")
-    axes[1].legend()
+    if generator:
+        axes[1].plot(np.arange(1, len(generator["train_loss"]) + 1), generator["train_loss"], label="train")
+        axes[1].plot(np.arange(1, len(generator["val_loss"]) + 1), generator["val_loss"], label="validation")
+        axes[1].set(title="generator: soft-binned CE", xlabel="epoch")
+        axes[1].legend()
     fig.tight_layout()
     return fig
 

@@ -10,15 +10,17 @@ from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PROMOTED_EVENT, Pi
 
 
 @task(cache_policy=NO_CACHE)
-def tag_gates(classifier_version: str, generator_version: str, gates: list[dict], settings: PipelineSettings) -> bool:
-    """Every gate's figure, threshold and verdict as tags on both versions; returns whether all passed."""
+def tag_gates(classifier_version: str, generator_version: str | None, gates: list[dict],
+              settings: PipelineSettings) -> bool:
+    """Every gate's figure, threshold and verdict as tags on the pair's versions; returns whether all passed."""
     passed = all(g["passed"] for g in gates)
     tags = {"gates.passed": passed}
     for g in gates:
         tags |= {f"gate.{g['name']}.figure": g["figure"], f"gate.{g['name']}.threshold": g["threshold"],
                  f"gate.{g['name']}.verdict": "pass" if g["passed"] else "fail"}
     set_tags(CLASSIFIER_MODEL, classifier_version, tags, settings)
-    set_tags(GENERATOR_MODEL, generator_version, tags, settings)
+    if generator_version is not None:
+        set_tags(GENERATOR_MODEL, generator_version, tags, settings)
     return passed
 
 

@@ -32,35 +32,41 @@ def _examples(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, settings: Pi
     """Input examples in the applicant's units: held-out rows, and the factuals recourse was made for."""
     _, held = split_snapshot(snapshot.path, spec, settings.training.holdout_percent)
     X_ho, _ = split_xy(held, spec)
+    applicants = X_ho.head(EXAMPLE_ROWS).reset_index(drop=True)
+    if not (run_dir / "recourse.npz").exists():
+        return applicants, None
     picked = np.load(run_dir / "recourse.npz")["holdout_index"][:EXAMPLE_ROWS]
-    factuals = X_ho.iloc[picked].reset_index(drop=True) if len(picked) else X_ho.head(EXAMPLE_ROWS)
-    return X_ho.head(EXAMPLE_ROWS).reset_index(drop=True), factuals
+    return applicants, (X_ho.iloc[picked].reset_index(drop=True) if len(picked) else applicants)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, training_record: dict,
-                     settings: PipelineSettings) -> dict:
-    """One MLflow run: params, metrics, loss curve and cost/validity plots, both models registered as challenger."""
+def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, settings: PipelineSettings) -> dict:
+    """One MLflow run: params, metrics, loss curve and cost/validity plots; the models registered as challenger."""
     configure_mlflow(settings)
     figures = json.loads((run_dir / "evaluation.json").read_text())
     clf_hist = json.loads((run_dir / "classifier_history.json").read_text())
-    gen_hist = json.loads((run_dir / "generator_history.json").read_text())
+    # No generator when h failed its gates first: the run then logs and registers h alone.
+    gen_path = run_dir / "generator_history.json"
+    gen_hist = json.loads(gen_path.read_text()) if gen_path.exists() else None
     sampling = {k: getattr(settings.training, k) for k in ("k", "temperature", "select", "seed")}
     (run_dir / "sampling.json").write_text(json.dumps(sampling))
     with mlflow.start_run(run_name=f"retrain-{spec.name}-{snapshot.data_hash}") as run:
-        mlflow.log_params({"dataset": spec.name, "data_hash": snapshot.data_hash, "store_rows": snapshot.rows,
-                           "store_batches": snapshot.batches, **_flat("classifier", clf_hist["config"]),
-                           **_flat("generator", gen_hist["config"]), **_flat("generator_train", gen_hist["train"]),
-                           **_flat("sampling", sampling)})
+        params = {"dataset": spec.name, "data_hash": snapshot.data_hash, "store_rows": snapshot.rows,
+                  "store_batches": snapshot.batches, **_flat("classifier", clf_hist["config"]), **_flat("sampling", sampling)}
+        if gen_hist:
+            params |= _flat("generator", gen_hist["config"]) | _flat("generator_train", gen_hist["train"])
+        mlflow.log_params(params)
         mlflow.log_metrics({k: float(v) for k, v in figures.items()
                             if isinstance(v, (int, float)) and not math.isnan(float(v))})
         for step, loss in enumerate(clf_hist["loss"]):
             mlflow.log_metric("classifier_loss", loss, step=step)
-        for step, (tr, va) in enumerate(zip(gen_hist["history"]["train_loss"], gen_hist["history"]["val_loss"])):
-            mlflow.log_metrics({"generator_train_loss": tr, "generator_val_loss": va}, step=step)
-        rec = np.load(run_dir / "recourse.npz")
-        for name, fig in (("loss_curve.png", plots.loss_curves(clf_hist["loss"], gen_hist["history"])),
-                          ("cost_validity.png", plots.cost_validity(rec["cost"], rec["h"], rec["oracle"]))):
+        figs = [("loss_curve.png", plots.loss_curves(clf_hist["loss"], gen_hist["history"] if gen_hist else None))]
+        if gen_hist:
+            for step, (tr, va) in enumerate(zip(gen_hist["history"]["train_loss"], gen_hist["history"]["val_loss"])):
+                mlflow.log_metrics({"generator_train_loss": tr, "generator_val_loss": va}, step=step)
+            rec = np.load(run_dir / "recourse.npz")
+            figs.append(("cost_validity.png", plots.cost_validity(rec["cost"], rec["h"], rec["oracle"])))
+        for name, fig in figs:
             fig.savefig(run_dir / name, dpi=110)
             mlflow.log_figure(fig, f"plots/{name}")
             plt.close(fig)
@@ -75,18 +81,23 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, train
             signature=infer_signature(applicants, clf_adapter.predict(None, applicants)), input_example=applicants,
             pip_requirements=PIP_REQUIREMENTS, registered_model_name=CLASSIFIER_MODEL,
         )
-        gen_artifacts = {"genre": str(run_dir / "genre"), "sampling": str(run_dir / "sampling.json")}
-        gen_adapter = GeneratorModel()
-        gen_adapter.load_context(SimpleNamespace(artifacts=gen_artifacts))
-        gen_info = mlflow.pyfunc.log_model(
-            name="generator", python_model=GeneratorModel(), artifacts=gen_artifacts,
-            signature=infer_signature(factuals, gen_adapter.predict(None, factuals)), input_example=factuals,
-            pip_requirements=PIP_REQUIREMENTS, registered_model_name=GENERATOR_MODEL,
-        )
-    cv, gv = str(clf_info.registered_model_version), str(gen_info.registered_model_version)
+        gen_info = None
+        if gen_hist:
+            gen_artifacts = {"genre": str(run_dir / "genre"), "sampling": str(run_dir / "sampling.json")}
+            gen_adapter = GeneratorModel()
+            gen_adapter.load_context(SimpleNamespace(artifacts=gen_artifacts))
+            gen_info = mlflow.pyfunc.log_model(
+                name="generator", python_model=GeneratorModel(), artifacts=gen_artifacts,
+                signature=infer_signature(factuals, gen_adapter.predict(None, factuals)), input_example=factuals,
+                pip_requirements=PIP_REQUIREMENTS, registered_model_name=GENERATOR_MODEL,
+            )
+    cv = str(clf_info.registered_model_version)
     common = {"dataset": spec.name, "data_hash": snapshot.data_hash, "run_id": run.info.run_id}
     set_tags(CLASSIFIER_MODEL, cv, common | {"training_data": str(snapshot.path), "store_rows": snapshot.rows}, settings)
-    set_tags(GENERATOR_MODEL, gv, common | {"classifier_version": cv}, settings)
     set_alias(CLASSIFIER_MODEL, CHALLENGER, cv, settings)
-    set_alias(GENERATOR_MODEL, CHALLENGER, gv, settings)
+    gv = None
+    if gen_info is not None:
+        gv = str(gen_info.registered_model_version)
+        set_tags(GENERATOR_MODEL, gv, common | {"classifier_version": cv}, settings)
+        set_alias(GENERATOR_MODEL, CHALLENGER, gv, settings)
     return {"run_id": run.info.run_id, "classifier_version": cv, "generator_version": gv}
