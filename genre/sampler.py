@@ -103,7 +103,7 @@ class GenRe:
             out = [self._decode(rows[s : s + batch_size], temperature, gen, incremental, monotone)
                    for s in range(0, len(rows), batch_size)]
         samples = torch.cat(out) if out else rows
-        return samples.view(len(xf), k, -1).numpy()
+        return samples.view(len(xf), k, self.spec.d).numpy()
 
     def _decode(self, xf: torch.Tensor, temperature: float, gen: torch.Generator, incremental: bool, monotone: bool) -> torch.Tensor:
         model, B, d = self.generator, xf.shape[0], self.spec.d

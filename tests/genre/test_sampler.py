@@ -1,0 +1,116 @@
+"""Behaviour of GenRe's sampler on compas: shapes, seeds, incremental == re-run prefix, the constraints it
+guarantees, save/load, and validity under h of a quickly trained generator."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genre.generator import GeneratorConfig
+from genre.metrics import categorical_out_of_domain
+from genre.sampler import GenRe
+from genre.train_generator import TrainConfig, train_generator
+
+# A small, quick recipe: enough for the behaviour checked here, not the README's figures.
+QUICK_MODEL = dict(emb=32, heads=4, enc_layers=1, dec_layers=2, ff=64, value_hidden=16)
+QUICK_TRAIN = TrainConfig(epochs=12, patience=12, seed=0)
+
+
+@pytest.fixture(scope="module")
+def genre(compas_setup) -> GenRe:
+    s = compas_setup
+    return train_generator(s.X_train, s.h_labels, encoder=s.encoder, classifier=s.classifier,
+                           config=GeneratorConfig(d=s.d, **QUICK_MODEL), train=QUICK_TRAIN, progress=False)
+
+
+@pytest.fixture(scope="module")
+def factuals(compas_setup) -> np.ndarray:
+    return compas_setup.pick_factuals(100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def recourses(genre, factuals) -> dict:
+    return {rule: genre.generate(factuals, k=10, select=rule, seed=0) for rule in ("max_prob", "min_cost")}
+
+
+def test_shapes(genre, factuals, recourses):
+    assert genre.sample(factuals[:7], k=3, seed=0).shape == (7, 3, factuals.shape[1])
+    assert recourses["max_prob"].shape == factuals.shape
+    assert recourses["max_prob"].dtype == np.float32
+    assert genre.generate(factuals[:0], k=4).shape == (0, factuals.shape[1])
+
+
+def test_a_fixed_seed_gives_identical_output(genre, factuals, recourses):
+    again = genre.generate(factuals, k=10, select="max_prob", seed=0)
+    np.testing.assert_array_equal(again, recourses["max_prob"])
+    other = genre.sample(factuals, k=10, temperature=1.0, seed=1)
+    assert not np.array_equal(other, genre.sample(factuals, k=10, temperature=1.0, seed=0))
+
+
+def test_incremental_decoding_equals_rerunning_the_prefix(genre, factuals):
+    fast = genre.sample(factuals, k=5, temperature=1.0, seed=3, incremental=True)
+    slow = genre.sample(factuals, k=5, temperature=1.0, seed=3, incremental=False)
+    np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("rule", ["max_prob", "min_cost"])
+def test_immutable_features_never_change(compas_setup, factuals, recourses, rule):
+    immutable = compas_setup.spec.mask("immutable")
+    np.testing.assert_array_equal(recourses[rule][:, immutable], factuals[:, immutable])
+
+
+def test_categorical_values_stay_in_their_domain(genre, compas_setup, factuals):
+    # High temperature spreads samples over every allowed bin, the hardest case for the mask.
+    samples = genre.sample(factuals, k=20, temperature=5.0, seed=0).reshape(-1, factuals.shape[1])
+    assert not categorical_out_of_domain(samples, compas_setup.encoder).any()
+
+
+def test_continuous_values_stay_in_the_observed_range_and_integers_whole(genre, compas_setup, factuals):
+    samples = genre.sample(factuals, k=20, temperature=5.0, seed=0).reshape(-1, factuals.shape[1])
+    X = compas_setup.X_train
+    assert (samples >= X.min(0) - 1e-6).all() and (samples <= X.max(0) + 1e-6).all()
+    raw = compas_setup.encoder.inverse_transform(samples)
+    enc = compas_setup.encoder
+    for j, f in enumerate(compas_setup.spec.features):
+        if f in compas_setup.spec.integer:
+            value = samples[:, j].astype(np.float64) * enc.range_[j] + enc.min_[j]
+            np.testing.assert_allclose(value, np.rint(value), atol=1e-3)
+    assert len(raw) == len(samples)
+
+
+def test_monotone_features_move_only_the_permitted_way(genre, compas_setup, factuals):
+    age = compas_setup.spec.features.index("age")  # compas: increase-only
+    samples = genre.sample(factuals, k=20, temperature=5.0, seed=0, monotone=True)
+    assert (samples[:, :, age] >= factuals[:, None, age] - 1e-7).all()
+    free = genre.sample(factuals, k=20, temperature=5.0, seed=0, monotone=False)
+    assert (free[:, :, age] < factuals[:, None, age] - 1e-3).any()  # the constraint is what stops it
+
+
+def test_min_cost_is_cheaper_and_still_accepted_by_h(genre, factuals, recourses):
+    cost = {r: np.abs(x - factuals).sum(1) for r, x in recourses.items()}
+    assert cost["min_cost"].mean() <= cost["max_prob"].mean()
+    h = genre.classifier.predict_proba(recourses["min_cost"])
+    h_max = genre.classifier.predict_proba(recourses["max_prob"])
+    # Where max_prob found a sample h accepts, min_cost's choice is accepted too.
+    assert (h[h_max > 0.5] > 0.5).all()
+
+
+@pytest.mark.slow  # trains a generator (~20 s of CPU, over a minute of wall time on the shared machine)
+def test_recourse_is_valid_under_h(genre, recourses):
+    assert (genre.classifier.predict_proba(recourses["max_prob"]) > 0.5).mean() >= 0.9
+
+
+def test_save_and_load_give_the_same_recourses(genre, factuals, recourses, tmp_path):
+    genre.save(tmp_path / "g")
+    again = GenRe.load(tmp_path / "g")
+    np.testing.assert_array_equal(again.generate(factuals, k=10, seed=0), recourses["max_prob"])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        GenRe.load(tmp_path / "nowhere")
+
+
+def test_bad_arguments_are_refused(genre, factuals):
+    with pytest.raises(ValueError, match="select"):
+        genre.generate(factuals, select="best")
+    with pytest.raises(ValueError, match="temperature"):
+        genre.generate(factuals, temperature=0.0)
+    with pytest.raises(ValueError, match="encoded rows"):
+        genre.generate(factuals[:, :3])
