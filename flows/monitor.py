@@ -140,7 +140,7 @@ def _monitor_claimed(version: str, settings: PipelineSettings, url: str) -> dict
 
     spec = get_spec(dataset_of(version, settings))
     out_dir = settings.reports / version
-    previous = mon.previous_version(url, CLASSIFIER_MODEL)
+    previous = mon.previous_version(url, CLASSIFIER_MODEL, spec.name)
     generator_version = paired_generator(version, settings)
     new = load_classifier(version, settings)
     train_new = training_table(version, settings)
@@ -166,13 +166,13 @@ def _monitor_claimed(version: str, settings: PipelineSettings, url: str) -> dict
         mon.previous_audit_recourse(report_dir_of(url, previous)), audit_frame, judged, thresholds, out_dir
     )
     summary["ledger_validity"] = {v: {"n": n, "still_valid": share} for v, (n, share) in validity.items()}
-    summary["plot"] = mon.plot_validity(mon.validity_history(url, CLASSIFIER_MODEL), version, validity, out_dir)
+    summary["plot"] = mon.plot_validity(mon.validity_history(url, CLASSIFIER_MODEL, spec.name), version, validity, out_dir)
     summary["thresholds"] = asdict(thresholds)
     summary["report_dir"] = str(out_dir)
     write_json(summary, out_dir / "summary.json")
     summary["mlflow_run_id"] = mon.log_monitoring_run(settings.mlflow_uri, settings.artifact_root, summary, out_dir)
     tag_version(version, summary, settings)
-    mon.finish_version(url, CLASSIFIER_MODEL, version, str(out_dir), summary["mlflow_run_id"], validity)
+    mon.finish_version(url, CLASSIFIER_MODEL, version, spec.name, str(out_dir), summary["mlflow_run_id"], validity)
     return summary
 
 

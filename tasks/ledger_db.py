@@ -60,6 +60,7 @@ class MonitoredVersion(Base):
 
     model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
     version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str | None] = mapped_column(String(64), nullable=True)  # known once the run finishes
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     report_dir: Mapped[str | None] = mapped_column(String(1024), nullable=True)
@@ -73,6 +74,7 @@ class LedgerValidity(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model_name: Mapped[str] = mapped_column(String(128))
+    dataset: Mapped[str | None] = mapped_column(String(64), nullable=True)
     monitored_version: Mapped[str] = mapped_column(String(32), index=True)
     issued_by: Mapped[str] = mapped_column(String(32))
     n: Mapped[int] = mapped_column(Integer)
@@ -165,39 +167,47 @@ class Ledger:
                 session.delete(row)
 
     def finish(self, model_name: str, version: str, *, report_dir: str, mlflow_run_id: str | None,
-               validity: dict[str, tuple[int, float]]) -> None:
+               validity: dict[str, tuple[int, float]], dataset: str | None = None) -> None:
         """Mark a claimed version monitored, with its report folder and ledger validity by issuing version."""
         with Session(self.engine) as session, session.begin():
             row = session.get(MonitoredVersion, (model_name, str(version)))
             if row is None:
                 raise KeyError(f"{model_name} version {version} was never claimed for monitoring")
             row.finished_at, row.report_dir, row.mlflow_run_id = _utcnow(), report_dir, mlflow_run_id
+            row.dataset = dataset
             session.add_all(
-                LedgerValidity(model_name=model_name, monitored_version=str(version), issued_by=str(by),
-                               n=int(n), still_valid=float(share))
+                LedgerValidity(model_name=model_name, dataset=dataset, monitored_version=str(version),
+                               issued_by=str(by), n=int(n), still_valid=float(share))
                 for by, (n, share) in validity.items()
             )
 
-    def monitored(self, model_name: str) -> pd.DataFrame:
-        """Finished monitoring runs, oldest first: version, claimed_at, finished_at, report_dir, run id."""
+    def monitored(self, model_name: str, dataset: str | None = None) -> pd.DataFrame:
+        """Finished monitoring runs (of one data set, if given), oldest first."""
         query = (
             select(MonitoredVersion)
             .where(MonitoredVersion.model_name == model_name, MonitoredVersion.finished_at.is_not(None))
             .order_by(MonitoredVersion.finished_at)
         )
-        columns = ["version", "claimed_at", "finished_at", "report_dir", "mlflow_run_id"]
+        if dataset is not None:
+            query = query.where(MonitoredVersion.dataset == dataset)
+        columns = ["version", "dataset", "claimed_at", "finished_at", "report_dir", "mlflow_run_id"]
         with Session(self.engine) as session:
             rows = session.scalars(query).all()
             return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
 
-    def last_monitored(self, model_name: str) -> str | None:
-        """The version monitored most recently, the 'previous champion' the next report compares with."""
-        done = self.monitored(model_name)
+    def last_monitored(self, model_name: str, dataset: str | None = None) -> str | None:
+        """The version monitored most recently, the 'previous champion' the next report compares with.
+
+        Per data set: one registered model may hold versions trained on different data sets.
+        """
+        done = self.monitored(model_name, dataset)
         return None if done.empty else str(done["version"].iloc[-1])
 
-    def validity_history(self, model_name: str) -> pd.DataFrame:
-        """monitored_version, issued_by, n, still_valid for every finished monitoring run."""
+    def validity_history(self, model_name: str, dataset: str | None = None) -> pd.DataFrame:
+        """monitored_version, issued_by, n, still_valid for every finished monitoring run (of one data set)."""
         query = select(LedgerValidity).where(LedgerValidity.model_name == model_name).order_by(LedgerValidity.id)
+        if dataset is not None:
+            query = query.where(LedgerValidity.dataset == dataset)
         columns = ["monitored_version", "issued_by", "n", "still_valid"]
         with Session(self.engine) as session:
             rows = session.scalars(query).all()

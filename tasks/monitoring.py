@@ -37,9 +37,9 @@ def release_version(ledger_url: str, model_name: str, version: str) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def previous_version(ledger_url: str, model_name: str) -> str | None:
-    """The classifier version monitored last: the previous champion the reports compare with."""
-    return _with_ledger(ledger_url, lambda ledger: ledger.last_monitored(model_name))
+def previous_version(ledger_url: str, model_name: str, dataset: str) -> str | None:
+    """The classifier version of this data set monitored last: the previous champion the reports compare with."""
+    return _with_ledger(ledger_url, lambda ledger: ledger.last_monitored(model_name, dataset))
 
 
 @task(cache_policy=NO_CACHE)
@@ -49,17 +49,17 @@ def issued_recourse(ledger_url: str, dataset: str) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def validity_history(ledger_url: str, model_name: str) -> pd.DataFrame:
-    """Ledger validity of every earlier monitoring run (for the plot)."""
-    return _with_ledger(ledger_url, lambda ledger: ledger.validity_history(model_name))
+def validity_history(ledger_url: str, model_name: str, dataset: str) -> pd.DataFrame:
+    """Ledger validity of every earlier monitoring run of a data set (for the plot)."""
+    return _with_ledger(ledger_url, lambda ledger: ledger.validity_history(model_name, dataset))
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def finish_version(ledger_url: str, model_name: str, version: str, report_dir: str, run_id: str | None,
-                   validity: dict[str, tuple[int, float]]) -> None:
+def finish_version(ledger_url: str, model_name: str, version: str, dataset: str, report_dir: str,
+                   run_id: str | None, validity: dict[str, tuple[int, float]]) -> None:
     """Mark the version monitored, with its ledger validity by issuing version."""
     _with_ledger(ledger_url, lambda ledger: ledger.finish(
-        model_name, version, report_dir=report_dir, mlflow_run_id=run_id, validity=validity))
+        model_name, version, report_dir=report_dir, mlflow_run_id=run_id, validity=validity, dataset=dataset))
 
 
 @task(cache_policy=NO_CACHE)

@@ -48,12 +48,17 @@ def test_each_version_is_claimed_once(tmp_path):
     assert first.claim("genre-classifier", "2") is True
     assert second.claim("genre-classifier", "2") is False
     assert second.claim("genre-classifier", "3") is True
-    first.finish("genre-classifier", "2", report_dir="r/2", mlflow_run_id="run", validity={"1": (4, 0.75)})
+    first.finish("genre-classifier", "2", report_dir="r/2", mlflow_run_id="run", validity={"1": (4, 0.75)},
+                 dataset="compas")
     # A finished claim is never taken over, however old.
     assert second.claim("genre-classifier", "2", stale_after=timedelta(0)) is False
     assert first.last_monitored("genre-classifier") == "2"
-    history = first.validity_history("genre-classifier")
+    assert first.last_monitored("genre-classifier", "compas") == "2"
+    # One registered model may hold another data set's versions: they are never its "previous champion".
+    assert first.last_monitored("genre-classifier", "adult") is None
+    history = first.validity_history("genre-classifier", "compas")
     assert history.to_dict("records") == [{"monitored_version": "2", "issued_by": "1", "n": 4, "still_valid": 0.75}]
+    assert first.validity_history("genre-classifier", "adult").empty
 
 
 def test_a_released_or_stale_claim_can_be_claimed_again(tmp_path):
