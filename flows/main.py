@@ -107,6 +107,9 @@ def summary(out: dict) -> str:
     for q in out["ingest_3"]:
         lines.append(f"corrupted batch {q['file']}: {q['status']} -> {q.get('quarantined_to')}")
         lines.append(f"  summary {q.get('summary')} (failed columns {q.get('failed_columns')})")
+        if q.get("summary"):
+            lines += [f"    {line}" for line in Path(q["summary"]).read_text().splitlines()
+                      if line.startswith(("## ", "- row"))]
     same = out["champion_before_corrupt"] == out["champion_after_corrupt"]
     lines.append(f"champion after the corrupted batch: classifier v{out['champion_after_corrupt'][0]} + generator "
                  f"v{out['champion_after_corrupt'][1]} ({'unchanged' if same else 'CHANGED'})")
