@@ -39,7 +39,8 @@ def _examples(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, settings: Pi
     return applicants, (X_ho.iloc[picked].reset_index(drop=True) if len(picked) else applicants)
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+# No retries: a second attempt would register a second, untagged version of each model.
+@task(cache_policy=NO_CACHE)
 def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, settings: PipelineSettings) -> dict:
     """One MLflow run: params, metrics, loss curve and cost/validity plots; the models registered as challenger."""
     configure_mlflow(settings)

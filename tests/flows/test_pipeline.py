@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import yaml
@@ -99,6 +99,15 @@ def test_happy_path_registers_and_promotes_a_tagged_pair(pipeline, first_pair, t
     factuals = encoder.transform(train.iloc[1200:1210][list(SPEC.features)])
     recourse = genre.generate(factuals, k=5)
     assert np.allclose(genre.classifier.predict_proba(recourse), classifier.predict_proba(recourse))
+    # Served through pyfunc by alias, in the applicant's units; an unreadable row gets a status, not a crash.
+    applicants = train.iloc[1200:1204][list(SPEC.features)].astype(object).reset_index(drop=True)
+    applicants.loc[2, "race"] = "Martian"
+    served = mlflow.pyfunc.load_model(f"models:/{GENERATOR_MODEL}@champion").predict(applicants)
+    assert served["status"].tolist()[:2] == ["ok", "ok"] and "Martian" in served["status"][2]
+    assert served["race"][0] == applicants["race"][0] and served["race"][2] is None
+    scored = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER_MODEL}@champion").predict(applicants)
+    assert scored["probability"][0] == pytest.approx(float(classifier.predict_proba(encoder.transform(
+        train.iloc[[1200]][list(SPEC.features)]))[0]))
     run = MlflowClient(pipeline.mlflow_uri).get_run(clf_tags["run_id"])
     assert {"auc", "accuracy", "cost", "validity", "plausibility"} <= set(run.data.metrics)
     artifacts = {a.path for a in MlflowClient(pipeline.mlflow_uri).list_artifacts(run.info.run_id, "plots")}
