@@ -10,8 +10,9 @@ factuals, in one process, one after the other. Per method:
   capped one-by-one run, its explainer built beforehand and reported as `setup_seconds`);
 - single-query latency, median and 95th percentile (batch methods: `latency_queries` separate calls on one
   factual each; DiCE: its per-factual times from the batch run, which are single queries already);
-- peak memory in a separate, untimed pass (see `genre.bench_memory`): batch methods on the whole batch,
-  DiCE on its first `memory_queries` factuals (it holds one factual at a time, so n does not change it).
+- peak memory in a separate, untimed pass in a forked child (see `genre.bench_memory`): batch methods on the
+  whole batch, DiCE on its first `memory_queries` factuals (it holds one factual at a time, so n does not
+  change it).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 
-from genre.bench_memory import PeakMemory
+from genre.bench_memory import peak_memory_isolated
 from genre.methods import get_method
 from genre.metrics import categorical_out_of_domain, immutable_changed, setup_metrics, LEVEL_TOL
 from genre.peers import DEFAULT_TIME_CAP_S, DiceRecourse
@@ -68,13 +69,12 @@ def measure_batch_method(name: str, setup, factuals: np.ndarray, latency_queries
         t0 = time.perf_counter()
         method(factuals[i : i + 1], setup)
         singles.append(time.perf_counter() - t0)
-    with PeakMemory() as mem:
-        method(factuals, setup)
+    py_mb, rss_mb, where = peak_memory_isolated(lambda: method(factuals, setup))
     n = len(factuals)
     return {"method": name, "n": n, "finished": n, "found": n, **quality(factuals, recourses, setup),
             "seconds": elapsed, "recourses_per_second": n / elapsed if elapsed > 0 else float("inf"),
-            **_latency(np.array(singles)), "peak_python_mb": mem.python_mb, "peak_rss_mb": mem.rss_mb,
-            "memory_pass": f"batch of {n}"}
+            **_latency(np.array(singles)), "peak_python_mb": py_mb, "peak_rss_mb": rss_mb,
+            "memory_pass": f"batch of {n}, {where}"}
 
 
 def measure_dice(name: str, setup, factuals: np.ndarray, time_cap_s: float = DEFAULT_TIME_CAP_S,
@@ -96,10 +96,9 @@ def measure_dice(name: str, setup, factuals: np.ndarray, time_cap_s: float = DEF
                                               "violation_share")})
     row.update({"seconds": elapsed, "recourses_per_second": run.n_finished / elapsed if elapsed > 0 else 0.0,
                 **_latency(run.seconds)})
-    with PeakMemory() as mem:
-        dice.run(factuals[:memory_queries], float("inf"))
-    row.update({"peak_python_mb": mem.python_mb, "peak_rss_mb": mem.rss_mb,
-                "memory_pass": f"first {min(memory_queries, len(factuals))} factuals, one at a time"})
+    py_mb, rss_mb, where = peak_memory_isolated(lambda: dice.run(factuals[:memory_queries], float("inf")))
+    row.update({"peak_python_mb": py_mb, "peak_rss_mb": rss_mb,
+                "memory_pass": f"first {min(memory_queries, len(factuals))} factuals one at a time, {where}"})
     return row
 
 

@@ -82,7 +82,7 @@ def plot_throughput(reports: list[dict], path: Path) -> Path:
         bars = ax.bar(x + (i - (len(reports) - 1) / 2) * width, vals, width, label=rep["dataset"])
         for b, v in zip(bars, vals):
             if np.isfinite(v):
-                ax.annotate(f"{v:,.3g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+                ax.annotate(f"{v:,.0f}" if v >= 10 else f"{v:.2g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
     ax.set_yscale("log")
     ax.set_xticks(x, methods)
     ax.set_ylabel("recourses per second (batch, log scale)")
