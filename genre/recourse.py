@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,8 @@ def load_or_train(setup, *, progress: bool = True, config: GeneratorConfig | Non
                   train: TrainConfig | None = None) -> GenRe:
     """The cached GenRe of a `genre.protocol.ProtocolSetup`, trained on h's own labels on first use."""
     default_cfg, default_train = recipe(setup.spec.name, setup.spec.d)
-    config, train = config or default_cfg, train or default_train
+    # The generator's seed follows the set-up's, as `genre train --seed` does, so both share one cache.
+    config, train = config or default_cfg, train or replace(default_train, seed=setup.seed)
     directory = generator_dir(setup, config, train)
     if directory in _LOADED:
         return _LOADED[directory]
