@@ -2,11 +2,20 @@
 and checkpoints that rebuild the same model."""
 from __future__ import annotations
 
+import pytest
 import torch
 
+from genre.classifier import one_thread
 from genre.generator import Generator, GeneratorConfig
 
 TINY = dict(emb=16, heads=2, enc_layers=1, dec_layers=2, ff=32, value_hidden=8)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny matmuls: two threads on the shared cores are far slower than one (as in training).
+    with one_thread():
+        yield
 
 
 def test_forward_shapes_and_soft_targets():
