@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
@@ -57,15 +58,16 @@ def plot_cost_validity(reports: list[dict], path: Path) -> Path:
             if not np.isfinite(row.get("cost", np.nan)):
                 continue
             plaus = row["plausibility"]
-            ax.scatter(row["cost"], row["validity"], s=40 + 600 * plaus, alpha=0.7,
-                       color=COLORS.get(row["method"], "grey"), edgecolor="black", linewidth=0.5)
-            ax.annotate(f"{row['method']}\n(plaus. {plaus:.2f})", (row["cost"], row["validity"]),
-                        textcoords="offset points", xytext=(8, -4), fontsize=8)
+            # A legend rather than annotations: on compas several methods sit at validity 1.0 together.
+            ax.scatter(row["cost"], row["validity"], s=40 + 600 * plaus, alpha=0.6,
+                       color=COLORS.get(row["method"], "grey"), edgecolor="black", linewidth=0.5,
+                       label=f"{row['method']} (plaus. {plaus:.2f})")
         ax.set_title(f"{rep['dataset']}: n = {rep['n']} factuals")
         ax.set_xlabel("cost (L1 in min-max space, lower is better)")
         ax.set_ylabel("validity (oracle)")
         ax.set_ylim(-0.05, 1.1)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right", markerscale=0.4)
     fig.suptitle("Cost against validity; marker size = plausibility")
     return _save(fig, path)
 
@@ -98,8 +100,11 @@ def plot_scaling(points: list[dict], x_key: str, y_key: str, growth: dict, path:
     x = np.array([p[x_key] for p in points], dtype=float)
     y = np.array([p[y_key] for p in points], dtype=float)
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.loglog(x, y, "o-", label=f"measured (slope {growth['slope_tail']:.2f}: {growth['verdict']})")
+    since = f" from {growth['fit_from']:,} on" if growth.get("fit_from") else ""
+    ax.loglog(x, y, "o-", label=f"measured (log-log slope {growth['slope_tail']:.2f}{since}: {growth['verdict']})")
     ax.loglog(x, y[-1] * x / x[-1], "--", color="grey", label="linear (slope 1)")
+    ax.set_xticks(x, [f"{int(v):,}" for v in x])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # only the measured sizes, no crowded minors
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
