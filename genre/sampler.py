@@ -90,8 +90,13 @@ class GenRe:
         incremental: bool = True,
         monotone: bool = False,
         batch_size: int = 8192,
+        row_seeds: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(n, d) encoded factuals -> (n, k, d) float32 samples (before any selection)."""
+        """(n, d) encoded factuals -> (n, k, d) float32 samples (before any selection).
+
+        `row_seeds` (n,) ints: factual i's random numbers come from (seed, row_seeds[i]) alone, so its
+        samples do not depend on which other factuals share the call (serving uses a hash of the row).
+        """
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         xf = torch.as_tensor(np.asarray(factuals, dtype=np.float32))
@@ -99,13 +104,16 @@ class GenRe:
             raise ValueError(f"factuals must be (n, {self.spec.d}) encoded rows, got shape {tuple(xf.shape)}")
         rows = xf.repeat_interleave(k, dim=0)  # (n k, d): factual i's samples are rows i*k .. i*k + k - 1
         gen = torch.Generator().manual_seed(seed)
+        draws = None if row_seeds is None else _row_draws(seed, row_seeds, k, self.spec.d)
         with one_thread():
-            out = [self._decode(rows[s : s + batch_size], temperature, gen, incremental, monotone)
+            out = [self._decode(rows[s : s + batch_size], temperature, gen, incremental, monotone,
+                                None if draws is None else draws[s : s + batch_size])
                    for s in range(0, len(rows), batch_size)]
         samples = torch.cat(out) if out else rows
         return samples.view(len(xf), k, self.spec.d).numpy()
 
-    def _decode(self, xf: torch.Tensor, temperature: float, gen: torch.Generator, incremental: bool, monotone: bool) -> torch.Tensor:
+    def _decode(self, xf: torch.Tensor, temperature: float, gen: torch.Generator, incremental: bool, monotone: bool,
+                draws: torch.Tensor | None = None) -> torch.Tensor:
         model, B, d = self.generator, xf.shape[0], self.spec.d
         mem_kv = model.memory_kv(model.encode(xf, xf.new_zeros(B)))  # the encoder runs once
         ones = xf.new_ones(B)
@@ -114,7 +122,7 @@ class GenRe:
         own = torch.round(xf * (model.config.n_bins - 1)).long()  # (B, d) each factual value's nearest bin
         for t in range(d):
             # The random numbers do not depend on the path, so both paths draw identical samples.
-            u = torch.rand(B, 1, generator=gen)
+            u = torch.rand(B, 1, generator=gen) if draws is None else draws[:, t : t + 1]
             if incremental:
                 logits, cache = model.step(token, t, mem_kv, cache)
             else:
@@ -157,6 +165,7 @@ class GenRe:
         incremental: bool = True,
         monotone: bool = False,
         batch_size: int = 8192,
+        row_seeds: np.ndarray | None = None,
     ) -> np.ndarray:
         """One recourse per factual: (n, d) encoded factuals -> (n, d) float32 encoded recourses.
 
@@ -167,7 +176,8 @@ class GenRe:
         """
         if select not in SELECT_RULES:
             raise ValueError(f"select must be one of {SELECT_RULES}, got '{select}'")
-        samples = self.sample(factuals, k, temperature, seed, incremental=incremental, monotone=monotone, batch_size=batch_size)
+        samples = self.sample(factuals, k, temperature, seed, incremental=incremental, monotone=monotone,
+                              batch_size=batch_size, row_seeds=row_seeds)
         n = samples.shape[0]
         if n == 0:
             return samples.reshape(0, self.spec.d)
@@ -200,6 +210,13 @@ class GenRe:
         encoder = MinMaxEncoder.from_state_dict(json.loads((directory / "encoder.json").read_text()))
         return cls(Generator.load(directory / "generator.pt"), encoder, Classifier.load(directory / "classifier.pt"),
                    support=meta["support"])
+
+
+def _row_draws(seed: int, row_seeds: np.ndarray, k: int, d: int) -> torch.Tensor:
+    """(n k, d) uniform draws, factual i's k rows from its own stream (seed, row_seeds[i])."""
+    row_seeds = np.asarray(row_seeds, dtype=np.uint64)
+    draws = [np.random.default_rng([int(seed), int(r)]).random((k, d)) for r in row_seeds]
+    return torch.as_tensor(np.concatenate(draws) if draws else np.zeros((0, d)), dtype=torch.float32)
 
 
 def observed_support(X: np.ndarray, encoder: MinMaxEncoder, n_bins: int) -> dict:

@@ -1,0 +1,167 @@
+"""Recourse on demand: one answer per applicant row, in the applicant's own units.
+
+`answer(frame, genre)` is what the served model (`genre-recourse`), the `genre recourse` command and the
+HTTP endpoint all call. Each row gets a `status`:
+
+- `ok`: h(x) <= 0.5 and GenRe found a recourse the classifier accepts (h(x+) > 0.5);
+- `already_favourable`: h(x) > 0.5, nothing to change (the recourse is the factual, cost 0);
+- `no_valid_recourse`: none of the k samples is accepted; `probability` is the best sample's h;
+- `invalid_input`: the row cannot be read (`reason` names the column and the value).
+
+Immutable features never change and increase-only / decrease-only features never move the wrong way
+(`monotone=True` masks the wrong-side bins before sampling). A row's random numbers come from a hash of
+its own values, so an applicant gets the same recourse alone or in any batch, from the CLI or over HTTP.
+Every value is a str, int, float or None (never NaN), so the frame serialises to strict JSON.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+
+from genre.datasets import DataError, DatasetSpec, coerce_frame
+
+OK, FAVOURABLE, NO_RECOURSE, INVALID = "ok", "already_favourable", "no_valid_recourse", "invalid_input"
+STATUSES = (OK, FAVOURABLE, NO_RECOURSE, INVALID)
+# Numeric inputs may lie this share of the training range outside it (the data contracts' tolerance);
+# further out the models extrapolate and the answer would mean nothing.
+RANGE_TOLERANCE = 0.1
+
+
+class MissingColumns(ValueError):
+    """The request lacks feature columns: it fails as a whole (no row can be answered)."""
+
+
+def answer_columns(spec: DatasetSpec) -> list[str]:
+    """The answer frame's columns, in order."""
+    return ["status", "reason", *spec.features, "cost", "score", "probability", "changed"]
+
+
+def check_columns(frame: pd.DataFrame, spec: DatasetSpec) -> None:
+    missing = [f for f in spec.features if f not in frame.columns]
+    if missing:
+        raise MissingColumns(f"missing column(s) {missing}; a request needs every feature of data set "
+                             f"'{spec.name}': {list(spec.features)}")
+
+
+def read_rows(frame: pd.DataFrame, encoder) -> tuple[pd.DataFrame, list[str | None]]:
+    """Typed rows (spec order) and, per row, None or the reason it cannot be read.
+
+    The whole frame is checked at once; only when that fails is each row checked alone, so one bad row
+    costs the others nothing but the second pass.
+    """
+    spec = encoder.spec
+    check_columns(frame, spec)
+    raw = frame[list(spec.features)].reset_index(drop=True)
+    try:
+        typed = coerce_frame(raw, spec, source="request")
+        reasons: list[str | None] = [None] * len(raw)
+    except DataError:
+        typed, reasons = _rows_one_by_one(raw, spec)
+    reasons = [r or _out_of_range(typed.iloc[i], encoder) for i, r in enumerate(reasons)]
+    return typed, reasons
+
+
+def _rows_one_by_one(raw: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str | None]]:
+    rows, reasons = [], []
+    for i in range(len(raw)):
+        try:
+            rows.append(coerce_frame(raw.iloc[[i]], spec, source="request").astype(object))
+            reasons.append(None)
+        except DataError as exc:
+            rows.append(raw.iloc[[i]].astype(object))
+            reasons.append(_reason(exc))
+    return pd.concat(rows).reset_index(drop=True), reasons
+
+
+def _reason(exc: DataError) -> str:
+    """The DataError's message without the file/row prefix: "column 'race': unknown category 'X' ..."."""
+    text = str(exc)
+    head = f"column '{exc.column}': "
+    return head + text.split(head, 1)[1] if exc.column and head in text else text
+
+
+def _out_of_range(row: pd.Series, encoder) -> str | None:
+    for j, f in enumerate(encoder.spec.features):
+        if f in encoder.spec.categorical:
+            continue
+        lo, span = encoder.min_[j], encoder.range_[j]
+        value = float(row[f])
+        if not (lo - RANGE_TOLERANCE * span <= value <= lo + span + RANGE_TOLERANCE * span):
+            return (f"column '{f}': {row[f]} is outside the range the models were trained on "
+                    f"[{_plain(lo)}, {_plain(lo + span)}] (by more than {RANGE_TOLERANCE:.0%} of it)")
+    return None
+
+
+def row_seeds(typed: pd.DataFrame) -> np.ndarray:
+    """(n,) uint64: a stable hash of each row's values, the seed of its own random numbers."""
+    out = np.zeros(len(typed), dtype=np.uint64)
+    for i, values in enumerate(typed.astype(str).itertuples(index=False)):
+        digest = hashlib.sha256("\x1f".join(values).encode()).digest()
+        out[i] = int.from_bytes(digest[:8], "little")
+    return out
+
+
+def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1, select: str = "max_prob",
+           seed: int = 0, monotone: bool = True) -> pd.DataFrame:
+    """One answer row per input row (same order): see the module docstring for the columns.
+
+    `genre` is a `genre.sampler.GenRe` (its classifier is the h that judges the rows). Raises
+    `MissingColumns` when a feature column is absent; a bad value only marks its own row.
+    """
+    spec, encoder, h = genre.spec, genre.encoder, genre.classifier
+    typed, reasons = read_rows(frame, encoder)
+    n = len(typed)
+    out = {c: [None] * n for c in answer_columns(spec)}
+    out["status"] = [INVALID if r else None for r in reasons]
+    out["reason"] = list(reasons)
+    good = np.array([r is None for r in reasons], dtype=bool)
+    idx = np.flatnonzero(good)
+    if len(idx):
+        factual_rows = typed.iloc[idx].reset_index(drop=True)
+        encoded = encoder.transform(factual_rows)
+        score = h.predict_proba(encoded)
+        rejected = score <= 0.5
+        recourse = encoded.copy()
+        if rejected.any():
+            recourse[rejected] = genre.generate(
+                encoded[rejected], k=k, temperature=temperature, select=select, seed=seed, monotone=monotone,
+                row_seeds=row_seeds(factual_rows[rejected]))
+        prob = np.where(rejected, h.predict_proba(recourse), score)
+        cost = np.abs(recourse - encoded).sum(1)
+        table = encoder.inverse_transform(recourse)
+        for pos, i in enumerate(idx):
+            out["score"][i] = float(score[pos])
+            out["probability"][i] = float(prob[pos])
+            if not rejected[pos]:
+                out["status"][i], out["cost"][i], out["changed"][i] = FAVOURABLE, 0.0, "[]"
+                _fill(out, spec, i, factual_rows.iloc[pos])
+            elif prob[pos] > 0.5:
+                out["status"][i], out["cost"][i] = OK, float(cost[pos])
+                _fill(out, spec, i, table.iloc[pos])
+                out["changed"][i] = json.dumps(changed(factual_rows.iloc[pos], table.iloc[pos], spec))
+            else:
+                out["status"][i] = NO_RECOURSE
+    # object columns: integers stay ints and a missing value stays None (a float column would make NaN).
+    return pd.DataFrame({c: pd.Series(out[c], dtype=object) for c in answer_columns(spec)})
+
+
+def changed(factual: pd.Series, recourse: pd.Series, spec: DatasetSpec) -> list[str]:
+    """Features whose value differs between factual and recourse, in the applicant's units."""
+    return [f for f in spec.features if str(factual[f]) != str(recourse[f])]
+
+
+def _fill(out: dict, spec: DatasetSpec, i: int, row: pd.Series) -> None:
+    for f in spec.features:
+        out[f][i] = _plain(row[f])
+
+
+def _plain(value) -> object:
+    """numpy scalars to Python ones (JSON-ready); whole floats of integer features stay ints."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    return value
