@@ -48,5 +48,10 @@ deploy: venv
 stop:
 	$(PY) -m flows.local_server down
 
+# Issue 5: `mlflow models serve` on models:/genre-recourse@champion at 127.0.0.1:$(PORT) (POST /invocations).
+PORT ?= 5001
+serve: venv
+	$(PY) -m tasks.serve --port $(PORT)
+
 clean:
 	rm -rf .genre

@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("genre.train_cli", "train (or load) GenRe's generator for a data set, cached under GENRE_HOME"),
     "bench": ("genre.bench", "training times and recourses/s of genre, nnr and wachter; cached vs re-run decoding"),
     "bench-peers": ("genre.bench_peers", "GenRe against DiCE, NNR and Wachter side by side, plus scaling curves"),
+    # Needs MLflow and the ledger, so it lives in tasks/ (imported by name; it imports mlflow only when run).
+    "recourse": ("tasks.recourse_cli", "recourse for a CSV of applicants from the served genre-recourse model"),
 }
 
 

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from genre.classifier import Classifier
 from genre.datasets import get_spec, read_table
 from genre.encoding import MinMaxEncoder
-from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
+from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL, PipelineSettings
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -90,23 +90,46 @@ def set_alias(model: str, alias: str, version: str, settings: PipelineSettings |
     _client(settings).set_registered_model_alias(model, alias, str(version))
 
 
+def recourse_version_for(classifier_version: str, generator_version: str,
+                         settings: PipelineSettings | None = None) -> str | None:
+    """The `genre-recourse` version that bundles this pair (newest if several), or None."""
+    try:
+        found = _client(settings).search_model_versions(f"name='{RECOURSE_MODEL}'")
+    except MlflowException:
+        return None
+    matches = [int(v.version) for v in found if v.tags.get("classifier_version") == str(classifier_version)
+               and v.tags.get("generator_version") == str(generator_version)]
+    return str(max(matches)) if matches else None
+
+
 def move_champion(classifier_version: str, generator_version: str, settings: PipelineSettings | None = None) -> None:
-    """Point `champion` at the pair, both or neither: if the second move fails, the first is undone."""
+    """Point `champion` at the pair and at the `genre-recourse` model bundling it, all or none: if a move
+    fails, the earlier ones are undone. A pair with no recourse model (registered before it existed) takes
+    `genre-recourse@champion` away, so that alias never serves a pair other than the champion."""
     client = _client(settings)
     paired = client.get_model_version(GENERATOR_MODEL, str(generator_version)).tags.get("classifier_version")
     if paired != str(classifier_version):
         raise ValueError(f"{GENERATOR_MODEL} v{generator_version} was trained against classifier v{paired}, "
                          f"not v{classifier_version}: refusing a mixed champion pair")
-    previous = alias_version(CLASSIFIER_MODEL, CHAMPION, settings)
-    client.set_registered_model_alias(CLASSIFIER_MODEL, CHAMPION, str(classifier_version))
+    moves = [(CLASSIFIER_MODEL, str(classifier_version)), (GENERATOR_MODEL, str(generator_version)),
+             (RECOURSE_MODEL, recourse_version_for(classifier_version, generator_version, settings))]
+    done: list[tuple[str, str | None]] = []
     try:
-        client.set_registered_model_alias(GENERATOR_MODEL, CHAMPION, str(generator_version))
+        for model, version in moves:
+            previous = alias_version(model, CHAMPION, settings)
+            if version is not None:
+                client.set_registered_model_alias(model, CHAMPION, version)
+            elif previous is not None:
+                client.delete_registered_model_alias(model, CHAMPION)
+            done.append((model, previous))
     except Exception:
-        if previous is None:
-            client.delete_registered_model_alias(CLASSIFIER_MODEL, CHAMPION)
-        else:
-            client.set_registered_model_alias(CLASSIFIER_MODEL, CHAMPION, previous)
+        for model, previous in reversed(done):
+            if previous is None:
+                if alias_version(model, CHAMPION, settings) is not None:
+                    client.delete_registered_model_alias(model, CHAMPION)
+            else:
+                client.set_registered_model_alias(model, CHAMPION, previous)
         raise
-    for model, version in ((CLASSIFIER_MODEL, classifier_version), (GENERATOR_MODEL, generator_version)):
-        if alias_version(model, CHALLENGER, settings) == str(version):
+    for model, version in moves:
+        if version is not None and alias_version(model, CHALLENGER, settings) == version:
             client.delete_registered_model_alias(model, CHALLENGER)

@@ -15,6 +15,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pipeline.
 EXPERIMENT = "genre-pipeline"
 CLASSIFIER_MODEL = "genre-classifier"
 GENERATOR_MODEL = "genre-generator"
+RECOURSE_MODEL = "genre-recourse"  # the pair served as one model (issue 5)
 PROMOTED_EVENT = "genre.classifier.promoted"
 
 

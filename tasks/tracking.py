@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from genre.datasets import DatasetSpec, split_xy
 from tasks import plots
 from tasks.pyfunc_models import PIP_REQUIREMENTS, ClassifierModel, GeneratorModel
+from tasks.recourse_model import register_recourse_model
 from tasks.registry import CHALLENGER, configure_mlflow, set_alias, set_tags
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 from tasks.store import Snapshot
@@ -96,9 +97,11 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, setti
     common = {"dataset": spec.name, "data_hash": snapshot.data_hash, "run_id": run.info.run_id}
     set_tags(CLASSIFIER_MODEL, cv, common | {"training_data": str(snapshot.path), "store_rows": snapshot.rows}, settings)
     set_alias(CLASSIFIER_MODEL, CHALLENGER, cv, settings)
-    gv = None
+    gv = rv = None
     if gen_info is not None:
         gv = str(gen_info.registered_model_version)
         set_tags(GENERATOR_MODEL, gv, common | {"classifier_version": cv}, settings)
         set_alias(GENERATOR_MODEL, CHALLENGER, gv, settings)
-    return {"run_id": run.info.run_id, "classifier_version": cv, "generator_version": gv}
+        # The pair served as one model (issue 5): registered with it, promoted with it (move_champion).
+        rv = register_recourse_model(run.info.run_id, run_dir, factuals, common, cv, gv, settings)
+    return {"run_id": run.info.run_id, "classifier_version": cv, "generator_version": gv, "recourse_version": rv}
