@@ -37,7 +37,11 @@ def main(args: argparse.Namespace) -> int:
     import mlflow.pyfunc
 
     model_uri = args.model_uri or DEFAULT_MODEL_URI
-    model = mlflow.pyfunc.load_model(model_uri)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # MlflowException and friends: say where we looked and what to do
+        raise RuntimeError(f"cannot load {model_uri} from the registry {uri} ({exc}); run `make run` (or the "
+                           f"retrain flow) first, set GENRE_HOME / MLFLOW_TRACKING_URI, or pass --model-uri") from exc
     spec = model.unwrap_python_model().genre.spec
     missing = [f for f in spec.features if f not in people.columns]
     if missing:

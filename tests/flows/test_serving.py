@@ -281,3 +281,21 @@ def test_http_missing_column_fails_the_request_naming_it(served, rejected, serve
     rows = json.loads(rejected.head(2).drop(columns=["age"]).to_json(orient="split", index=False))
     status, body = _post(server, {"dataframe_split": rows})
     assert status == 400 and "age" in body["message"]
+
+
+def test_a_ledger_failure_still_answers_and_spools_the_rows(served, rejected, monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from tasks.recourse_model import RecourseModel, recourse_artifacts
+
+    settings, result = served
+    monkeypatch.setenv("GENRE_LEDGER_URL", "sqlite:////proc/no-such-dir/ledger.db")  # cannot be created
+    monkeypatch.setenv("GENRE_HOME", str(tmp_path))
+    model = RecourseModel()
+    model.load_context(SimpleNamespace(artifacts=recourse_artifacts(
+        Path(result["run_dir"]), result["classifier_version"], result["generator_version"], result["run_id"])))
+    out = model.predict(None, rejected.head(3))
+    assert len(out) == 3 and set(out["status"]) <= {"ok", "no_valid_recourse"}
+    assert out["ledger_id"].tolist() == [None, None, None]
+    spooled = [json.loads(line) for line in (tmp_path / "serving" / "ledger-spool.jsonl").read_text().splitlines()]
+    assert [r["served"]["status"] for r in spooled] == out["status"].tolist()
