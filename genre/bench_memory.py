@@ -56,12 +56,13 @@ class PeakMemory:
         self.rss_mb = (self._peak - self._base) / 2**20
 
 
-def peak_memory_isolated(fn, timeout_s: float = 900.0) -> tuple[float, float, str]:
+def peak_memory_isolated(fn, timeout_s: float = 300.0) -> tuple[float, float, str]:
     """Run `fn()` in a forked child under `PeakMemory`: (Python MB, RSS growth MB, where measured).
 
     In the benchmark's own process earlier runs have already grown the heap, so a later run reuses freed
     memory and shows almost no RSS growth; a fresh child starts from the parent's state (copy-on-write)
-    without that slack. Where fork is unavailable or the child fails, it measures in-process instead.
+    without that slack. The child runs torch on one thread (the bench does too). Where fork is unavailable,
+    or the child fails or gives no answer within `timeout_s`, it measures in-process instead.
     """
     import multiprocessing as mp
 
@@ -88,6 +89,11 @@ def peak_memory_isolated(fn, timeout_s: float = 900.0) -> tuple[float, float, st
 
 def _child(fn, conn) -> None:
     try:
+        import torch
+
+        # A forked child must not enter the parent's intra-op thread pool: if the parent ran torch on several
+        # threads, the first parallel op in the child deadlocks (measured: it hung until the timeout).
+        torch.set_num_threads(1)
         with PeakMemory() as mem:
             fn()
         conn.send((mem.python_mb, mem.rss_mb))

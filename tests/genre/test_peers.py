@@ -157,3 +157,25 @@ def test_dice_crash_counts_as_not_found(compas_setup, factuals, monkeypatch):
     monkeypatch.setattr(dice.explainer, "generate_counterfactuals", other_bug)
     with pytest.raises(ValueError, match="something else"):
         dice.run(factuals[:1], time_cap_s=600)
+
+
+def test_memory_probe_forks_after_multithreaded_torch():
+    import torch
+
+    from genre.bench_memory import peak_memory_isolated
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a = torch.randn(512, 512)
+        (a @ a).sum()  # the parent's intra-op pool is now live: a naive forked child would deadlock
+
+        def work():
+            block = np.ones(8 * 2**20 // 8)  # 8 MiB through numpy, which tracemalloc sees
+            return float((torch.randn(256, 256) @ torch.randn(256, 256)).sum()) + block.sum()
+
+        python_mb, rss_mb, where = peak_memory_isolated(work, timeout_s=120)
+    finally:
+        torch.set_num_threads(threads)
+    assert where == "forked child"
+    assert python_mb >= 7.5 and rss_mb >= 0
