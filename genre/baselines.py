@@ -29,8 +29,10 @@ def nearest_neighbour_recourse(
     pool = pool[setup.classifier.predict_proba(pool) > threshold]
     out = factuals.copy()
     immutable = setup.spec.mask("immutable")
-    f_keys = _row_keys(factuals[:, immutable])
-    p_keys = _row_keys(pool[:, immutable])
+    # Number the immutable groups once over factuals and pool together: numbered separately, a batch that
+    # lacks some group would shift the numbers and pair factuals with another group's candidates.
+    keys = _row_keys(np.vstack([factuals[:, immutable], pool[:, immutable]]))
+    f_keys, p_keys = keys[: len(factuals)], keys[len(factuals) :]
     for key in np.unique(f_keys):
         rows = np.flatnonzero(f_keys == key)
         group = torch.from_numpy(pool[p_keys == key])

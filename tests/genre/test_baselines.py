@@ -85,3 +85,12 @@ def test_registry_takes_new_methods():
             get_method("no-such-method")
     finally:
         METHODS.pop("test-stay")
+
+
+def test_nnr_keeps_immutables_for_a_batch_that_lacks_some_immutable_group(compas_setup, factuals):
+    # One factual alone holds a single race/sex group; the pool holds all of them.
+    immutable = compas_setup.spec.mask("immutable")
+    for row in factuals[:12]:
+        one = row[None, :]
+        recourse = nearest_neighbour_recourse(one, compas_setup)
+        np.testing.assert_array_equal(recourse[:, immutable], one[:, immutable])
