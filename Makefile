@@ -10,6 +10,9 @@ endif
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# A loaded 2-core machine needs more than the default to start the ephemeral API server.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
+export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
 .PHONY: venv run test bench bench-peers bench-deps deploy stop serve clean
 
