@@ -1,8 +1,9 @@
 """The batches `make run` feeds the pipeline, each made by a documented, seeded transformation.
 
 - **first batch**: the data set's training split as it is.
-- **shifted batch** (a real covariate shift of held-out rows): from the test rows set aside for it,
-  draw `size` rows without replacement with probability proportional to exp(-z), z the standardised
+- **shifted batch** (a real covariate shift of held-out rows): from the third of the test rows set aside
+  for it, draw `size` rows (`flows/main.py`: a tenth of the training split, at least 500, at most 3/4 of
+  the rows set aside) without replacement with probability proportional to exp(-z), z the standardised
   first numeric feature (compas and adult: age), so the batch is younger than training; then move the
   next two mutable numeric features up by a quarter of their training range times U(0.5, 1), clipped to
   the training range (compas: priors_count and length_of_stay). Labels stay the real ones.
