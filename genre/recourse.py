@@ -1,4 +1,5 @@
-"""GenRe as recourse methods of `genre evaluate`: `genre` (the paper's max_prob rule) and `genre-mincost`.
+"""GenRe as recourse methods of `genre evaluate`: `genre` (the paper's max_prob rule), `genre-mincost`, and
+`genre-knn` (new, beyond the paper: h plus a nearest-neighbour vote of h's training labels).
 
 The generator is trained once per protocol set-up (data set, seed, h) with the data set's recipe and cached
 beside h under `GENRE_HOME`; later calls load it. `genre train --dataset D` fills the cache ahead of time.
@@ -76,5 +77,14 @@ def genre_mincost_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="min_cost", seed=setup.seed)
 
 
+@register_method("genre-knn")
+def genre_knn_recourse(factuals: np.ndarray, setup) -> np.ndarray:
+    """GenRe keeping the sample with the highest h(x+) + share of positive labels among its 10 nearest
+    training rows (the labels h was trained on). New beyond the paper; uses only h and the training data."""
+    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="knn_vote", seed=setup.seed,
+                                         reference=(setup.X_train, setup.h_labels))
+
+
 genre_recourse.prepare = prepare
 genre_mincost_recourse.prepare = prepare
+genre_knn_recourse.prepare = prepare

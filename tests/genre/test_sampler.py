@@ -7,7 +7,7 @@ import pytest
 
 from genre.generator import GeneratorConfig
 from genre.metrics import categorical_out_of_domain
-from genre.sampler import GenRe
+from genre.sampler import GenRe, knn_vote
 from genre.train_generator import TrainConfig, train_generator
 
 # A small, quick recipe: enough for the behaviour checked here, not the README's figures.
@@ -92,6 +92,29 @@ def test_min_cost_is_cheaper_and_still_accepted_by_h(genre, factuals, recourses)
     h_max = genre.classifier.predict_proba(recourses["max_prob"])
     # Where max_prob found a sample h accepts, min_cost's choice is accepted too.
     assert (h[h_max > 0.5] > 0.5).all()
+
+
+def test_knn_vote_counts_favourable_labels_among_the_nearest_rows():
+    X_ref = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [1.0, 1.0], [0.9, 1.0], [1.0, 0.9]], dtype=np.float32)
+    y_ref = np.array([1, 1, 0, 0, 0, 1])
+    vote = knn_vote(np.array([[0.0, 0.0], [1.0, 1.0]]), X_ref, y_ref, neighbours=3)
+    np.testing.assert_allclose(vote, [2 / 3, 1 / 3])
+    with pytest.raises(ValueError, match="reference"):
+        knn_vote(X_ref, X_ref[:2], y_ref[:2], neighbours=3)
+
+
+def test_knn_vote_picks_the_sample_the_neighbours_back(genre, compas_setup, factuals):
+    s = compas_setup
+    chosen = genre.generate(factuals, k=10, select="knn_vote", seed=0, reference=(s.X_train, s.h_labels))
+    samples = genre.sample(factuals, k=10, seed=0)
+    n, k = samples.shape[:2]
+    score = (genre.classifier.predict_proba(samples.reshape(n * k, -1))
+             + knn_vote(samples.reshape(n * k, -1), s.X_train, s.h_labels)).reshape(n, k)
+    np.testing.assert_array_equal(chosen, samples[np.arange(n), score.argmax(1)])
+    # The vote must matter: on 100 factuals it overrules h's favourite somewhere.
+    assert not np.array_equal(chosen, genre.generate(factuals, k=10, select="max_prob", seed=0))
+    with pytest.raises(ValueError, match="reference"):
+        genre.generate(factuals, select="knn_vote")
 
 
 @pytest.mark.slow  # trains a generator (~20 s of CPU, over a minute of wall time on the shared machine)
