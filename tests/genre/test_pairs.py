@@ -25,6 +25,17 @@ def test_split_sources_targets_uses_gamma_and_label():
     assert tgt.tolist() == [3, 4]  # 2 has h > gamma but an unfavourable label
 
 
+def test_target_lof_drops_isolated_targets_only():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0.5, 0.01, (60, 2)), [[0.95, 0.05]]])  # a crowd of positives and one lone one
+    y = np.ones(len(X), dtype=int)
+    h = np.full(len(X), 0.9)
+    _, every = split_sources_targets(X, y, h, gamma=0.7)
+    _, crowded = split_sources_targets(X, y, h, gamma=0.7, target_lof=10)
+    assert 60 in every and 60 not in crowded
+    assert len(crowded) >= 50  # the crowd stays
+
+
 def test_pairs_never_cross_immutable_groups():
     src, tgt, immutable = _toy()
     q = PairSampler(src, tgt, immutable, PairConfig(top_k=1000, chunk=64))
