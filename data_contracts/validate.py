@@ -16,7 +16,7 @@ import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from data_contracts.suite import numeric_columns
-from genre.datasets import DataError, DatasetSpec, coerce_frame
+from genre.datasets import DataError, DatasetSpec, canonical_category, coerce_frame
 
 MISSING = {"", "nan", "NaN", "NA", "None", "null", "NULL"}
 MAX_EXAMPLES = 5
@@ -73,7 +73,7 @@ def typed_view(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         if col in numeric:
             out[col] = pd.to_numeric(values, errors="coerce")
         elif col in spec.categorical:
-            out[col] = values.map(lambda v: v if v is None else _canonical(v, spec.categorical[col]))
+            out[col] = values.map(lambda v: v if v is None else canonical_category(v, spec.categorical[col]))
         else:
             out[col] = values
     return pd.DataFrame(out, index=raw.index)
@@ -133,17 +133,6 @@ class ContractChecker:
                 value = "empty" if raw.iloc[int(idx)][column].strip() in MISSING else f"{value} is not a number"
             out["examples"].append({"row": int(idx) + 1, "value": value})
         return out
-
-
-def _canonical(value: str, domain: tuple[str, ...]) -> str:
-    # Files may write a 0/1 category as 0.0/1.0: map numeric spellings onto the domain.
-    if value in domain:
-        return value
-    try:
-        as_float = float(value)
-    except ValueError:
-        return value
-    return str(int(as_float)) if as_float.is_integer() and str(int(as_float)) in domain else value
 
 
 def _jsonable(obj):

@@ -208,7 +208,8 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genre" / "cf-data"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -221,7 +222,7 @@ def fetch_file(file_name: str, cache_dir: Path | None = None) -> Path:
     cache_dir = Path(cache_dir or default_cache_dir())
     target = cache_dir / file_name
     expected = CF_DATA_SHA256.get(file_name)
-    if target.exists() and (expected is None or _sha256(target) == expected):
+    if target.exists() and (expected is None or file_sha256(target) == expected):
         return target
     url = CF_DATA_URL.format(commit=CF_DATA_COMMIT, file=file_name)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -235,7 +236,7 @@ def fetch_file(file_name: str, cache_dir: Path | None = None) -> Path:
             f"cannot download {file_name} from {url} ({exc}). Offline? Point GENRE_DATA_DIR at a folder "
             f"holding the cf-data CSV files, e.g. `export GENRE_DATA_DIR=../shared/data/cf-data`."
         ) from exc
-    got = _sha256(partial)
+    got = file_sha256(partial)
     if expected is not None and got != expected:
         partial.unlink(missing_ok=True)
         raise RuntimeError(f"{file_name} from {url} has sha256 {got}, expected {expected}; refusing it")
@@ -291,7 +292,7 @@ def coerce_frame(raw: pd.DataFrame, spec: DatasetSpec, *, source: str = "<frame>
         if col in spec.categorical:
             domain = spec.categorical[col]
             # Files may write a 0/1 category as 0.0/1.0; map numeric spellings onto the domain.
-            values = values.map(lambda v: _canonical_category(v, domain))
+            values = values.map(lambda v: canonical_category(v, domain))
             bad = ~values.isin(domain)
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
@@ -322,7 +323,8 @@ def coerce_frame(raw: pd.DataFrame, spec: DatasetSpec, *, source: str = "<frame>
     return pd.DataFrame(out, index=raw.index)
 
 
-def _canonical_category(value: str, domain: tuple[str, ...]) -> str:
+def canonical_category(value: str, domain: tuple[str, ...]) -> str:
+    """Files may write a 0/1 category as 0.0/1.0: map numeric spellings onto the domain."""
     if value in domain:
         return value
     try:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from genre.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, oracle_labels
-from genre.datasets import DatasetSpec, _sha256, get_spec, read_table, resolve_file, split_xy
+from genre.datasets import DatasetSpec, file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.encoding import MinMaxEncoder
 from genre.metrics import PlausibilityScorer
 from genre.settings import Settings
@@ -131,7 +131,7 @@ def _cache_key(spec: DatasetSpec, paths: dict[str, Path], h_config: ClassifierCo
     digest.update(json.dumps(asdict(h_config), sort_keys=True).encode())
     digest.update(json.dumps(asdict(OracleConfig()), sort_keys=True).encode())
     for split in ("train", "test"):
-        digest.update(_sha256(paths[split]).encode())
+        digest.update(file_sha256(paths[split]).encode())
     return digest.hexdigest()[:12]
 
 

@@ -17,17 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre.datasets import DatasetSpec, read_table
+from genre.datasets import DatasetSpec, file_sha256, read_table
 
 HASH_CHARS = 16  # enough to never collide among a store's batches, short enough to read in a tag
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
