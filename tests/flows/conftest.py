@@ -1,9 +1,12 @@
 """Flow tests run against a temporary Prefect API: one `prefect_test_harness` for the whole session."""
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import pytest
+import yaml
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +18,30 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@contextlib.contextmanager
+def _pipeline_home(home: Path, config: dict):
+    """Point the pipeline at `home` with `config` (pipeline.yaml) and the default registry and ledger there;
+    the previous environment comes back afterwards, so modules do not leak their stores into each other."""
+    keys = ("GENRE_HOME", "GENRE_PIPELINE_CONFIG", "MLFLOW_TRACKING_URI", "GENRE_LEDGER_URL")
+    saved = {k: os.environ.get(k) for k in keys}
+    config_path = home / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    os.environ.update(GENRE_HOME=str(home), GENRE_PIPELINE_CONFIG=str(config_path))
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("GENRE_LEDGER_URL", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def pipeline_home():
+    """The `_pipeline_home(home, config)` context manager, for module-scoped pipeline fixtures."""
+    return _pipeline_home

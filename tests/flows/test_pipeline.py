@@ -8,13 +8,11 @@ are fine) but the classifier trained on it fails its AUC gate, so the pair stays
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from genre.datasets import get_spec, load_split
@@ -35,22 +33,11 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, prefect_harness):
+def pipeline(tmp_path_factory, prefect_harness, pipeline_home):
     """A fresh GENRE_HOME and a tiny-training config for the module's flows."""
     home = tmp_path_factory.mktemp("genre-home")
-    config = home / "pipeline.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    saved = {k: os.environ.get(k) for k in ("GENRE_HOME", "GENRE_PIPELINE_CONFIG", "MLFLOW_TRACKING_URI")}
-    os.environ.update(GENRE_HOME=str(home), GENRE_PIPELINE_CONFIG=str(config))
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
+    with pipeline_home(home, TINY):
         yield PipelineSettings.from_env()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

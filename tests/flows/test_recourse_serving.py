@@ -19,7 +19,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from genre.datasets import get_spec, load_split
@@ -41,23 +40,16 @@ TINY = {
                                      "value_hidden": 16},
                  "generator_train": {"batch_size": 64}, "oracle_trees": 30, "n_factuals": 60, "k": 5},
 }
-ENV = ("GENRE_HOME", "GENRE_PIPELINE_CONFIG", "MLFLOW_TRACKING_URI", "GENRE_LEDGER_URL")
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, prefect_harness):
+def served(tmp_path_factory, prefect_harness, pipeline_home):
     """A fresh GENRE_HOME whose registry holds one promoted tiny pair and its genre-recourse model."""
     from flows.ingest import ingest
     from flows.retrain import retrain
 
     home = tmp_path_factory.mktemp("serve-home")
-    config = home / "pipeline.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(GENRE_HOME=str(home), GENRE_PIPELINE_CONFIG=str(config))
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("GENRE_LEDGER_URL", None)
-    try:
+    with pipeline_home(home, TINY):
         settings = PipelineSettings.from_env()
         incoming = settings.incoming(SPEC.name)
         incoming.mkdir(parents=True)
@@ -67,12 +59,6 @@ def served(tmp_path_factory, prefect_harness):
         assert result["promoted"], result["gates"]
         registry.configure_mlflow(settings)
         yield settings, result
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
