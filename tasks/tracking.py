@@ -25,6 +25,17 @@ from tasks.training import split_snapshot
 EXAMPLE_ROWS = 5
 
 
+def _log_pyfunc(name: str, model_cls, artifacts: dict[str, str], example, registered_name: str):
+    """Log and register one pyfunc adapter; its signature comes from the adapter's own answer on `example`."""
+    adapter = model_cls()
+    adapter.load_context(SimpleNamespace(artifacts=artifacts))
+    return mlflow.pyfunc.log_model(
+        name=name, python_model=model_cls(), artifacts=artifacts,
+        signature=infer_signature(example, adapter.predict(None, example)), input_example=example,
+        pip_requirements=PIP_REQUIREMENTS, registered_model_name=registered_name,
+    )
+
+
 def _flat(prefix: str, values: dict) -> dict:
     return {f"{prefix}.{k}": (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in values.items()}
 
@@ -76,23 +87,11 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, setti
 
         applicants, factuals = _examples(snapshot, spec, run_dir, settings)
         clf_artifacts = {"classifier": str(run_dir / "classifier.pt"), "encoder": str(run_dir / "encoder.json")}
-        clf_adapter = ClassifierModel()
-        clf_adapter.load_context(SimpleNamespace(artifacts=clf_artifacts))
-        clf_info = mlflow.pyfunc.log_model(
-            name="classifier", python_model=ClassifierModel(), artifacts=clf_artifacts,
-            signature=infer_signature(applicants, clf_adapter.predict(None, applicants)), input_example=applicants,
-            pip_requirements=PIP_REQUIREMENTS, registered_model_name=CLASSIFIER_MODEL,
-        )
+        clf_info = _log_pyfunc("classifier", ClassifierModel, clf_artifacts, applicants, CLASSIFIER_MODEL)
         gen_info = None
         if gen_hist:
             gen_artifacts = {"genre": str(run_dir / "genre"), "sampling": str(run_dir / "sampling.json")}
-            gen_adapter = GeneratorModel()
-            gen_adapter.load_context(SimpleNamespace(artifacts=gen_artifacts))
-            gen_info = mlflow.pyfunc.log_model(
-                name="generator", python_model=GeneratorModel(), artifacts=gen_artifacts,
-                signature=infer_signature(factuals, gen_adapter.predict(None, factuals)), input_example=factuals,
-                pip_requirements=PIP_REQUIREMENTS, registered_model_name=GENERATOR_MODEL,
-            )
+            gen_info = _log_pyfunc("generator", GeneratorModel, gen_artifacts, factuals, GENERATOR_MODEL)
     cv = str(clf_info.registered_model_version)
     common = {"dataset": spec.name, "data_hash": snapshot.data_hash, "run_id": run.info.run_id}
     set_tags(CLASSIFIER_MODEL, cv, common | {"training_data": str(snapshot.path), "store_rows": snapshot.rows}, settings)
