@@ -73,6 +73,15 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
         q = self._split(self.q(x))  # (B, H, Tq, D)
         B, H, T, D = q.shape
+        if T == 1 and k.shape[0] != B:
+            # Grouped: B = m * g queries, g consecutive rows sharing one of m key sets (the k samples of a
+            # factual share its encoder memory). One (g x D) @ (D x Tk) matmul per factual and head reads
+            # each memory once instead of broadcasting it over the g samples.
+            m = k.shape[0]
+            qg = q.view(m, B // m, H, D).transpose(1, 2)  # (m, H, g, D)
+            att = (qg @ k.transpose(-2, -1)) * D**-0.5  # (m, H, g, Tk)
+            y = (att.softmax(-1) @ v).transpose(1, 2)  # (m, g, H, D)
+            return self.out(y.reshape(B, 1, H * D))
         if T == 1 and not causal:
             # One query per row (a decoding step): broadcast multiply-and-sum beats B * H tiny batched
             # matmuls, which spend their time copying k into matmul layout.
@@ -116,14 +125,17 @@ class DecoderLayer(nn.Module):
         self.mlp = _mlp(cfg.emb, cfg.ff)
 
     def forward(
-        self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], past: tuple | None = None
+        self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor],
+        past: tuple[torch.Tensor, torch.Tensor] | None = None, t: int = 0,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Whole sequence when `past` is None (causal); else x holds only new tokens appended to `past`."""
+        """Whole sequence when `past` is None (causal). Else x is the one token at position t and `past` the
+        layer's preallocated (B, H, d, D) key and value buffers: its key and value are written at t and it
+        attends to positions 0 .. t (no mask needed)."""
         h = self.ln1(x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        # With a cache the single new query may see every cached key, so no mask is needed.
+            past[0][:, :, t : t + 1], past[1][:, :, t : t + 1] = k, v
+            k, v = past[0][:, :, : t + 1], past[1][:, :, : t + 1]
         x = x + self.self_attn(h, k, v, causal=past is None)
         x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False)
         return x + self.mlp(self.ln3(x)), (k, v)
@@ -181,13 +193,18 @@ class Generator(nn.Module):
 
     def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None) -> tuple[torch.Tensor, Cache]:
         """One incremental step: the token at decoder position t (the label if t == 0, else feature t - 1)
-        -> logits (B, n_bins) of feature t and the cache extended by that token."""
+        -> logits (B, n_bins) of feature t and the cache holding that token's keys and values too.
+
+        `mem_kv` may hold m = B / g memories for B rows (g consecutive rows per memory, e.g. the k samples
+        of each factual): cross-attention then reads each memory once for its g rows."""
         h = self.tgt_value(token[:, None], start=t) + self.tgt_pos[t]  # (B, 1, E)
-        new_cache: Cache = []
-        for i, (layer, kv) in enumerate(zip(self.decoder, mem_kv)):
-            h, past = layer(h, kv, None if cache is None else cache[i])
-            new_cache.append(past)
-        return self._head(h, t)[:, 0], new_cache
+        if cache is None:  # buffers for all d positions, filled one position per step (no re-copying)
+            cfg = self.config
+            shape = (len(token), cfg.heads, cfg.d, cfg.emb // cfg.heads)
+            cache = [(h.new_empty(shape), h.new_empty(shape)) for _ in self.decoder]
+        for layer, kv, past in zip(self.decoder, mem_kv, cache):
+            h, _ = layer(h, kv, past, t)
+        return self._head(h, t)[:, 0], cache
 
     # ---- training ------------------------------------------------------------------------------
     def soft_targets(self, x: torch.Tensor) -> torch.Tensor:

@@ -103,20 +103,28 @@ class GenRe:
         xf = torch.as_tensor(np.asarray(factuals, dtype=np.float32))
         if xf.ndim != 2 or xf.shape[1] != self.spec.d:
             raise ValueError(f"factuals must be (n, {self.spec.d}) encoded rows, got shape {tuple(xf.shape)}")
-        rows = xf.repeat_interleave(k, dim=0)  # (n k, d): factual i's samples are rows i*k .. i*k + k - 1
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         gen = torch.Generator().manual_seed(seed)
         draws = None if row_seeds is None else _row_draws(seed, row_seeds, k, self.spec.d)
+        per_batch = max(1, batch_size // k)  # factuals per batch: batch_size counts sample rows
         with one_thread():
-            out = [self._decode(rows[s : s + batch_size], temperature, gen, incremental, monotone,
-                                None if draws is None else draws[s : s + batch_size])
-                   for s in range(0, len(rows), batch_size)]
-        samples = torch.cat(out) if out else rows
+            out = [self._decode(xf[s : s + per_batch], k, temperature, gen, incremental, monotone,
+                                None if draws is None else draws[s * k : (s + per_batch) * k])
+                   for s in range(0, len(xf), per_batch)]
+        samples = torch.cat(out) if out else xf.new_empty(0, self.spec.d)
         return samples.view(len(xf), k, self.spec.d).numpy()
 
-    def _decode(self, xf: torch.Tensor, temperature: float, gen: torch.Generator, incremental: bool, monotone: bool,
-                draws: torch.Tensor | None = None) -> torch.Tensor:
-        model, B, d = self.generator, xf.shape[0], self.spec.d
-        mem_kv = model.memory_kv(model.encode(xf, xf.new_zeros(B)))  # the encoder runs once
+    def _decode(self, factuals: torch.Tensor, k: int, temperature: float, gen: torch.Generator, incremental: bool,
+                monotone: bool, draws: torch.Tensor | None = None) -> torch.Tensor:
+        """(m, d) factuals -> (m k, d) samples; factual i's are rows i*k .. i*k + k - 1."""
+        model, d = self.generator, self.spec.d
+        # The encoder runs once per factual, not once per sample: its k samples share the memory.
+        mem_kv = model.memory_kv(model.encode(factuals, factuals.new_zeros(len(factuals))))
+        xf = factuals.repeat_interleave(k, dim=0)  # (B = m k, d)
+        B = xf.shape[0]
+        if not incremental:  # the reference path re-runs the prefix on one memory copy per row
+            mem_kv = [tuple(t.repeat_interleave(k, dim=0) for t in kv) for kv in mem_kv]
         ones = xf.new_ones(B)
         token, cache = 2 * ones - 1, None  # the favourable label opens the decoder sequence
         out = xf.new_empty(B, d)

@@ -81,3 +81,19 @@ def test_checkpoint_round_trip(tmp_path):
 def test_same_seed_same_initial_weights():
     a, b = Generator(GeneratorConfig(d=3, **TINY)), Generator(GeneratorConfig(d=3, **TINY))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_steps_over_shared_memories_equal_steps_over_one_memory_per_row():
+    """The sampler's k samples of a factual share one encoder memory; the grouped cross-attention must give
+    what a separate copy of the memory per row gives."""
+    model = Generator(GeneratorConfig(d=5, n_bins=10, **TINY)).eval()
+    x, xt = torch.rand(3, 5), torch.rand(12, 5)  # 3 factuals x 4 samples each
+    with torch.no_grad():
+        shared = model.memory_kv(model.encode(x, torch.zeros(3)))
+        per_row = [tuple(t.repeat_interleave(4, dim=0) for t in kv) for kv in shared]
+        token, c1, c2 = torch.ones(12), None, None
+        for t in range(5):
+            a, c1 = model.step(token, t, shared, c1)
+            b, c2 = model.step(token, t, per_row, c2)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+            token = xt[:, t]
