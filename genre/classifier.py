@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -164,6 +164,32 @@ class Oracle:
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(np.asarray(X, dtype=np.float32))[:, 1]
+
+
+class SecondOpinion:
+    """A second classifier of another family than h, fit on h's own training rows and labels.
+
+    Gradient-boosted trees (scikit-learn's histogram GBDT): where h, a smooth MLP, draws its boundary in the
+    wrong place, a model with a different inductive bias, trained on the same data, often disagrees. GenRe's
+    robust selection rules keep a sample only when both accept it (`genre.sampler`), so a recourse does not
+    hang on one model's mistakes. It sees nothing h did not see: no oracle, no test rows.
+    """
+
+    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, seed: int = 0):
+        self.params = dict(max_iter=max_iter, learning_rate=learning_rate, random_state=seed)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SecondOpinion":
+        y = (np.asarray(y) == 1).astype(np.int64)
+        if len(np.unique(y)) < 2:
+            raise ValueError("the second opinion needs both labels among the training rows")
+        self.model_ = HistGradientBoostingClassifier(**self.params).fit(np.asarray(X, dtype=np.float32), y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n,) P(y = 1 | x) for encoded rows."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("SecondOpinion is not fitted: call fit(X_train, y_train) first")
         return self.model_.predict_proba(np.asarray(X, dtype=np.float32))[:, 1]
 
 

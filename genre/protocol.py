@@ -17,7 +17,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from genre.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, oracle_labels
+from genre.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, oracle_labels
 from genre.datasets import DatasetSpec, file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.encoding import MinMaxEncoder
 from genre.metrics import PlausibilityScorer
@@ -45,6 +45,7 @@ class ProtocolSetup:
     seed: int
     cache_dir: Path
     _plausibility: PlausibilityScorer | None = field(default=None, repr=False)
+    _second_opinion: SecondOpinion | None = field(default=None, repr=False)
 
     @property
     def d(self) -> int:
@@ -73,6 +74,19 @@ class ProtocolSetup:
                 self._plausibility = PlausibilityScorer().fit(positive)
                 _dump_atomic(self._plausibility, path)
         return self._plausibility
+
+
+    @property
+    def second_opinion(self) -> SecondOpinion:
+        """Gradient-boosted trees on h's training rows and labels (GenRe's robust rules); cached beside h."""
+        if self._second_opinion is None:
+            path = self.cache_dir / "second_opinion.joblib"
+            if path.exists():
+                self._second_opinion = joblib.load(path)
+            else:
+                self._second_opinion = SecondOpinion(seed=self.seed).fit(self.X_train, self.h_labels)
+                _dump_atomic(self._second_opinion, path)
+        return self._second_opinion
 
 
 def classifier_config(spec: DatasetSpec, seed: int = 0, **overrides) -> ClassifierConfig:

@@ -1,5 +1,6 @@
-"""GenRe as recourse methods of `genre evaluate`: `genre` (the paper's max_prob rule), `genre-mincost`, and
-`genre-knn` (new, beyond the paper: h plus a nearest-neighbour vote of h's training labels).
+"""GenRe as recourse methods of `genre evaluate`: `genre` (the paper's max_prob rule), `genre-mincost`, and,
+new beyond the paper, `genre-knn` (h plus a nearest-neighbour vote of h's training labels), `genre-robust` and
+`genre-robust-mincost` (h plus a second opinion: gradient-boosted trees fit on h's training data).
 
 The generator is trained once per protocol set-up (data set, seed, h) with the data set's recipe and cached
 beside h under `GENRE_HOME`; later calls load it. `genre train --dataset D` fills the cache ahead of time.
@@ -85,6 +86,30 @@ def genre_knn_recourse(factuals: np.ndarray, setup) -> np.ndarray:
                                          reference=(setup.X_train, setup.h_labels))
 
 
+@register_method("genre-robust")
+def genre_robust_recourse(factuals: np.ndarray, setup) -> np.ndarray:
+    """GenRe keeping the sample with the highest min(h(x+), g(x+)), g = gradient-boosted trees fit on h's
+    training rows and labels (`setup.second_opinion`). New beyond the paper."""
+    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="robust", seed=setup.seed,
+                                         second=setup.second_opinion)
+
+
+@register_method("genre-robust-mincost")
+def genre_robust_mincost_recourse(factuals: np.ndarray, setup) -> np.ndarray:
+    """GenRe keeping the cheapest sample that h accepts (> 0.5) and the second opinion g backs (> 0.6), else
+    genre-robust's choice. New beyond the paper."""
+    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="robust_min_cost",
+                                         seed=setup.seed, second=setup.second_opinion)
+
+
+def prepare_robust(setup) -> None:
+    """Also fit (or load) the second opinion before the clock starts."""
+    load_or_train(setup)
+    _ = setup.second_opinion
+
+
 genre_recourse.prepare = prepare
 genre_mincost_recourse.prepare = prepare
 genre_knn_recourse.prepare = prepare
+genre_robust_recourse.prepare = prepare_robust
+genre_robust_mincost_recourse.prepare = prepare_robust

@@ -7,7 +7,8 @@ import pytest
 
 from genre.generator import GeneratorConfig
 from genre.metrics import categorical_out_of_domain
-from genre.sampler import GenRe, knn_vote
+from genre.classifier import SecondOpinion
+from genre.sampler import SECOND_OPINION_MARGIN, GenRe, knn_vote
 from genre.train_generator import TrainConfig, train_generator
 
 # A small, quick recipe: enough for the behaviour checked here, not the README's figures.
@@ -115,6 +116,41 @@ def test_knn_vote_picks_the_sample_the_neighbours_back(genre, compas_setup, fact
     assert not np.array_equal(chosen, genre.generate(factuals, k=10, select="max_prob", seed=0))
     with pytest.raises(ValueError, match="reference"):
         genre.generate(factuals, select="knn_vote")
+
+
+def test_robust_rules_follow_both_opinions(genre, compas_setup, factuals):
+    s = compas_setup
+    g = s.second_opinion  # gradient-boosted trees on h's training rows and labels
+    samples = genre.sample(factuals, k=10, seed=0)
+    n, k = samples.shape[:2]
+    flat = samples.reshape(n * k, -1)
+    h, other = genre.classifier.predict_proba(flat).reshape(n, k), g.predict_proba(flat).reshape(n, k)
+    # robust: the sample whose weaker opinion is the strongest.
+    robust = genre.generate(factuals, k=10, select="robust", seed=0, second=g)
+    np.testing.assert_array_equal(robust, samples[np.arange(n), np.minimum(h, other).argmax(1)])
+    # robust_min_cost: the cheapest sample both back (h > 0.5, g > the margin), where there is one.
+    cheap = genre.generate(factuals, k=10, select="robust_min_cost", seed=0, second=g)
+    both = (h > 0.5) & (other > SECOND_OPINION_MARGIN)
+    assert both.any(1).mean() > 0.5  # the check below has rows to bite on
+    cost = np.abs(samples - factuals[:, None]).sum(-1)
+    best = np.where(both, cost, np.inf).min(1)
+    has = both.any(1)
+    np.testing.assert_allclose(np.abs(cheap - factuals).sum(1)[has], best[has], rtol=1e-6)
+    np.testing.assert_array_equal(cheap[~has], robust[~has])
+    with pytest.raises(ValueError, match="second"):
+        genre.generate(factuals, select="robust")
+
+
+def test_second_opinion_learns_the_labels_and_refuses_one_class():
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 3)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(int)
+    g = SecondOpinion().fit(X, y)
+    assert ((g.predict_proba(X) > 0.5) == y).mean() > 0.95
+    with pytest.raises(ValueError, match="both labels"):
+        SecondOpinion().fit(X, np.ones(400, dtype=int))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SecondOpinion().predict_proba(X)
 
 
 @pytest.mark.slow  # trains a generator (~20 s of CPU, over a minute of wall time on the shared machine)
