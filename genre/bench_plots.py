@@ -12,7 +12,7 @@ import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-COLORS = {"genre": "#d62728", "genre-mincost": "#ff7f0e", "nnr": "#2ca02c", "wachter": "#1f77b4",
+COLORS = {"genre": "#d62728", "genre-mincost": "#ff7f0e", "genre-robust-mincost": "#e377c2", "nnr": "#2ca02c", "wachter": "#1f77b4",
           "dice-random": "#9467bd", "dice-genetic": "#8c564b"}
 
 
