@@ -25,7 +25,7 @@ from tasks.recourse import (
     score_applicants,
     write_results,
 )
-from tasks.settings import PipelineSettings
+from tasks.settings import PIPELINE_SELECT_RULES, PipelineSettings
 
 
 @flow(name="issue-recourse", flow_run_name="issue-recourse-{dataset}")
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("applicants")
     parser.add_argument("--dataset", default="compas")
     parser.add_argument("--out")
-    parser.add_argument("--select", choices=["max_prob", "min_cost"])
+    parser.add_argument("--select", choices=PIPELINE_SELECT_RULES,
+                        help="selection rule (default: the pipeline config's training.select)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     summary = issue_recourse(args.applicants, dataset=args.dataset, out=args.out, select=args.select, seed=args.seed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 
@@ -28,6 +29,7 @@ VOTE_NEIGHBOURS = 10  # chosen on held-out generator-validation sources of heloc
 # robust_min_cost asks the second opinion for P > 0.6, not 0.5: at 0.5 adult's held-out validity was 0.958,
 # at 0.6 0.974 for 0.003 more cost (held-out generator-validation sources; README "## GenRe").
 SECOND_OPINION_MARGIN = 0.6
+SECOND_OPINION_FILE = "second_opinion.joblib"
 
 
 class GenRe:
@@ -41,12 +43,16 @@ class GenRe:
     classifier : h, used to select among the k samples.
     support : `observed_support(X_train, encoder, n_bins)`: each feature's observed range and the value
         each bin decodes to. Without it, the range is [0, 1] and a bin decodes to its centre.
+    second_opinion : optional second classifier fit on h's training data (`genre.classifier.SecondOpinion`),
+        used by the robust selection rules when `generate` is given none; saved and loaded with the rest.
     """
 
-    def __init__(self, generator: Generator, encoder: MinMaxEncoder, classifier: Classifier, *, support: dict | None = None):
+    def __init__(self, generator: Generator, encoder: MinMaxEncoder, classifier: Classifier, *, support: dict | None = None,
+                 second_opinion=None):
         self.generator = generator.eval()
         self.encoder = encoder
         self.classifier = classifier
+        self.second_opinion = second_opinion
         self.spec = encoder.spec
         d, n_bins = generator.config.d, generator.config.n_bins
         if d != self.spec.d:
@@ -192,18 +198,19 @@ class GenRe:
         from the data where h's boundary is wrong.
         The robust rules (new) also ask `second`, another classifier fit on h's training data (anything with
         `predict_proba(encoded rows) -> (n,) P(y = 1)`, e.g. `genre.classifier.SecondOpinion`):
-        `select="robust"` keeps the sample with the highest min(h(x+), g(x+)), the one both models are surest
-        of; `select="robust_min_cost"` keeps the cheapest sample with h(x+) > 0.5 and g(x+) >
-        `SECOND_OPINION_MARGIN`, falling back to the robust choice when none is. The same `seed` gives the
-        same recourses.
+        `select="robust"` keeps, among the samples h accepts (all k when it accepts none), the one with the
+        highest min(h(x+), g(x+)), the one both models are surest of; `select="robust_min_cost"` keeps the cheapest sample with h(x+) > 0.5 and g(x+) >
+        `SECOND_OPINION_MARGIN`, falling back to the robust choice when none is. Without `second`, the
+        GenRe's own `second_opinion` is used. The same `seed` gives the same recourses.
         """
+        second = second if second is not None else self.second_opinion
         if select not in SELECT_RULES:
             raise ValueError(f"select must be one of {SELECT_RULES}, got '{select}'")
         if select == "knn_vote" and reference is None:
             raise ValueError("select='knn_vote' needs reference=(X_train, y_train): the rows and labels h learnt from")
         if select.startswith("robust") and second is None:
-            raise ValueError(f"select='{select}' needs second=<a classifier fit on h's training data>, "
-                             "e.g. genre.classifier.SecondOpinion().fit(X_train, y_train)")
+            raise ValueError(f"select='{select}' needs a second opinion: pass second=<a classifier fit on h's training "
+                             "data>, e.g. genre.classifier.SecondOpinion().fit(X_train, y_train), or set it on the GenRe")
         samples = self.sample(factuals, k, temperature, seed, incremental=incremental, monotone=monotone,
                               batch_size=batch_size, row_seeds=row_seeds)
         n = samples.shape[0]
@@ -214,7 +221,9 @@ class GenRe:
         accepted = prob > 0.5
         if select.startswith("robust"):
             other = np.asarray(second.predict_proba(flat), dtype=np.float64).reshape(n, k)
-            prob = np.minimum(prob, other)  # each sample's weaker of the two opinions
+            # Each sample's weaker opinion, plus 1 where h accepts it: a sample h accepts always beats one h
+            # rejects, so the recourse is valid under h whenever any sample is (as with max_prob).
+            prob = np.minimum(prob, other) + accepted
             accepted &= other > SECOND_OPINION_MARGIN
         choice = prob.argmax(1)
         if select in ("min_cost", "robust_min_cost"):
@@ -228,12 +237,19 @@ class GenRe:
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write generator.pt, classifier.pt, encoder.json and genre.json into `directory`."""
+        """Write generator.pt, classifier.pt, encoder.json, genre.json (and second_opinion.joblib when set)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.generator.save(directory / "generator.pt")
         self.classifier.save(directory / "classifier.pt")
         _write_json(directory / "encoder.json", self.encoder.state_dict())
+        if self.second_opinion is not None:
+            tmp = directory / "second_opinion.joblib.tmp"
+            joblib.dump(self.second_opinion, tmp)
+            tmp.replace(directory / SECOND_OPINION_FILE)
+        else:
+            (directory / SECOND_OPINION_FILE).unlink(missing_ok=True)  # never pair a stale one with new weights
+        # genre.json last: `load_or_train` takes a folder with it as complete.
         _write_json(directory / "genre.json", {"support": {k: v.tolist() for k, v in self.support.items()}})
         return directory
 
@@ -246,7 +262,13 @@ class GenRe:
         meta = json.loads((directory / "genre.json").read_text())
         encoder = MinMaxEncoder.from_state_dict(json.loads((directory / "encoder.json").read_text()))
         return cls(Generator.load(directory / "generator.pt"), encoder, Classifier.load(directory / "classifier.pt"),
-                   support=meta["support"])
+                   support=meta["support"], second_opinion=load_second_opinion(directory))
+
+
+def load_second_opinion(directory: str | Path):
+    """The second opinion saved in a GenRe folder, or None when it has none."""
+    path = Path(directory) / SECOND_OPINION_FILE
+    return joblib.load(path) if path.exists() else None
 
 
 def knn_vote(X: np.ndarray, X_ref: np.ndarray, y_ref: np.ndarray, neighbours: int = VOTE_NEIGHBOURS,

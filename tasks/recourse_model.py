@@ -27,7 +27,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 from genre.classifier import Classifier
 from genre.encoding import MinMaxEncoder
 from genre.generator import Generator
-from genre.sampler import GenRe
+from genre.sampler import GenRe, load_second_opinion
 from genre.serving import answer, answer_columns
 from tasks.pyfunc_models import PIP_REQUIREMENTS
 from tasks.registry import CHALLENGER, set_alias, set_tags
@@ -40,14 +40,15 @@ RECOURSE_REQUIREMENTS = [*PIP_REQUIREMENTS, "sqlalchemy==2.1.9"]
 
 
 class RecourseModel(mlflow.pyfunc.PythonModel):
-    """Artifacts: `classifier` (h), `encoder`, `genre` (generator + support), `sampling`, `pair` (versions)."""
+    """Artifacts: `classifier` (h), `encoder`, `genre` (generator + support + second opinion), `sampling`, `pair`."""
 
     def load_context(self, context) -> None:
         a = context.artifacts
         encoder = MinMaxEncoder.from_state_dict(json.loads(Path(a["encoder"]).read_text()))
         support = json.loads((Path(a["genre"]) / "genre.json").read_text())["support"]
         self.genre = GenRe(Generator.load(Path(a["genre"]) / "generator.pt"), encoder,
-                           Classifier.load(a["classifier"]), support=support)
+                           Classifier.load(a["classifier"]), support=support,
+                           second_opinion=load_second_opinion(a["genre"]))
         self.sampling = json.loads(Path(a["sampling"]).read_text())
         self.pair = json.loads(Path(a["pair"]).read_text())
         self.ledger = ServingLedger() if recording_enabled() else None

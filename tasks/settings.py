@@ -28,6 +28,10 @@ class GateConfig:
     plausibility_floor: float = 0.6
 
 
+# GenRe's selection rules the pipeline can serve: knn_vote also needs the training rows at answer time.
+PIPELINE_SELECT_RULES = ("max_prob", "min_cost", "robust", "robust_min_cost")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     classifier_epochs: int = 100
@@ -42,6 +46,10 @@ class TrainingConfig:
     temperature: float = 0.1
     select: str = "max_prob"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.select not in PIPELINE_SELECT_RULES:
+            raise ValueError(f"training.select must be one of {PIPELINE_SELECT_RULES}, got '{self.select}'")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from genre.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig
+from genre.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion
 from genre.datasets import DatasetSpec, read_table, split_xy
 from genre.encoding import MinMaxEncoder
 from genre.metrics import PlausibilityScorer, cost, recourse_metrics
@@ -83,8 +83,11 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     overrides = {**training.generator_train, "epochs": training.generator_epochs,
                  "patience": training.generator_patience, "seed": training.seed}
     train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
-    genre = train_generator(encoder.transform(X_raw), y, encoder=encoder, classifier=classifier,
-                            config=model_cfg, train=train_cfg, progress=True)
+    X = encoder.transform(X_raw)
+    genre = train_generator(X, y, encoder=encoder, classifier=classifier, config=model_cfg, train=train_cfg,
+                            progress=True)
+    # The robust selection rules' second opinion, fit on the same rows and labels, saved inside the GenRe folder.
+    genre.second_opinion = SecondOpinion(seed=training.seed).fit(X, y)
     genre.save(run_dir / "genre")
     history = {k: v for k, v in genre.history_.items()}
     record = {"config": asdict(model_cfg), "train": asdict(train_cfg), "history": history}
