@@ -86,6 +86,10 @@ def test_happy_path_registers_and_promotes_a_tagged_pair(pipeline, first_pair, t
     factuals = encoder.transform(train.iloc[1200:1210][list(SPEC.features)])
     recourse = genre.generate(factuals, k=5)
     assert np.allclose(genre.classifier.predict_proba(recourse), classifier.predict_proba(recourse))
+    # The generator version carries the second opinion fit in its run, so the robust rules can be served.
+    assert genre.second_opinion is not None
+    robust = genre.generate(factuals, k=5, select="robust_min_cost")
+    assert robust.shape == recourse.shape and np.isfinite(robust).all()
     # Served through pyfunc by alias, in the applicant's units; an unreadable row gets a status, not a crash.
     applicants = train.iloc[1200:1204][list(SPEC.features)].astype(object).reset_index(drop=True)
     applicants.loc[2, "race"] = "Martian"
