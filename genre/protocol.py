@@ -66,13 +66,8 @@ class ProtocolSetup:
     def plausibility(self) -> PlausibilityScorer:
         """LOF fit on the train rows the oracle calls positive; fit once, cached beside the models."""
         if self._plausibility is None:
-            path = self.cache_dir / "plausibility.joblib"
-            if path.exists():
-                self._plausibility = joblib.load(path)
-            else:
-                positive = self.X_train[self.oracle.predict_proba(self.X_train) > 0.5]
-                self._plausibility = PlausibilityScorer().fit(positive)
-                _dump_atomic(self._plausibility, path)
+            self._plausibility = _load_or_fit(self.cache_dir / "plausibility.joblib", lambda: PlausibilityScorer().fit(
+                self.X_train[self.oracle.predict_proba(self.X_train) > 0.5]))
         return self._plausibility
 
 
@@ -80,12 +75,8 @@ class ProtocolSetup:
     def second_opinion(self) -> SecondOpinion:
         """Gradient-boosted trees on h's training rows and labels (GenRe's robust rules); cached beside h."""
         if self._second_opinion is None:
-            path = self.cache_dir / "second_opinion.joblib"
-            if path.exists():
-                self._second_opinion = joblib.load(path)
-            else:
-                self._second_opinion = SecondOpinion(seed=self.seed).fit(self.X_train, self.h_labels)
-                _dump_atomic(self._second_opinion, path)
+            self._second_opinion = _load_or_fit(self.cache_dir / "second_opinion.joblib",
+                                                lambda: SecondOpinion(seed=self.seed).fit(self.X_train, self.h_labels))
         return self._second_opinion
 
 
@@ -158,6 +149,15 @@ def _load_or_fit_encoder(path: Path, spec: DatasetSpec, X_train_raw: pd.DataFram
     tmp.write_text(json.dumps(encoder.state_dict(), indent=1))
     tmp.replace(path)
     return encoder
+
+
+def _load_or_fit(path: Path, fit):
+    """The object cached at `path`, or `fit()`'s result, cached there first (written atomically)."""
+    if path.exists():
+        return joblib.load(path)
+    obj = fit()
+    _dump_atomic(obj, path)
+    return obj
 
 
 def _dump_atomic(obj: object, path: Path) -> None:
