@@ -172,8 +172,8 @@ class SecondOpinion:
 
     Gradient-boosted trees (scikit-learn's histogram GBDT): where h, a smooth MLP, draws its boundary in the
     wrong place, a model with a different inductive bias, trained on the same data, often disagrees. GenRe's
-    robust selection rules keep a sample only when both accept it (`genre.sampler`), so a recourse does not
-    hang on one model's mistakes. It sees nothing h did not see: no oracle, no test rows.
+    robust selection rules prefer, among the samples h accepts, those this model backs too (`genre.sampler`).
+    It sees nothing h did not see: no oracle, no test rows.
     """
 
     def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, seed: int = 0):

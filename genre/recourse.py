@@ -88,8 +88,8 @@ def genre_knn_recourse(factuals: np.ndarray, setup) -> np.ndarray:
 
 @register_method("genre-robust")
 def genre_robust_recourse(factuals: np.ndarray, setup) -> np.ndarray:
-    """GenRe keeping the sample with the highest min(h(x+), g(x+)), g = gradient-boosted trees fit on h's
-    training rows and labels (`setup.second_opinion`). New beyond the paper."""
+    """GenRe keeping, among the samples h accepts, the one with the highest min(h(x+), g(x+)), g = gradient-
+    boosted trees fit on h's training rows and labels (`setup.second_opinion`). New beyond the paper."""
     return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="robust", seed=setup.seed,
                                          second=setup.second_opinion)
 
