@@ -127,7 +127,7 @@ class DecoderLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor],
         past: tuple[torch.Tensor, torch.Tensor] | None = None, t: int = 0,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    ) -> torch.Tensor:
         """Whole sequence when `past` is None (causal). Else x is the one token at position t and `past` the
         layer's preallocated (B, H, d, D) key and value buffers: its key and value are written at t and it
         attends to positions 0 .. t (no mask needed)."""
@@ -138,7 +138,7 @@ class DecoderLayer(nn.Module):
             k, v = past[0][:, :, : t + 1], past[1][:, :, : t + 1]
         x = x + self.self_attn(h, k, v, causal=past is None)
         x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False)
-        return x + self.mlp(self.ln3(x)), (k, v)
+        return x + self.mlp(self.ln3(x))
 
 
 class Generator(nn.Module):
@@ -188,7 +188,7 @@ class Generator(nn.Module):
         seq = torch.cat([(2 * label - 1)[:, None], prefix], dim=1)
         h = self.tgt_value(seq) + self.tgt_pos[: seq.shape[1]]
         for layer, kv in zip(self.decoder, mem_kv):
-            h, _ = layer(h, kv)
+            h = layer(h, kv)
         return self._head(h, 0)
 
     def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None) -> tuple[torch.Tensor, Cache]:
@@ -203,7 +203,7 @@ class Generator(nn.Module):
             shape = (len(token), cfg.heads, cfg.d, cfg.emb // cfg.heads)
             cache = [(h.new_empty(shape), h.new_empty(shape)) for _ in self.decoder]
         for layer, kv, past in zip(self.decoder, mem_kv, cache):
-            h, _ = layer(h, kv, past, t)
+            h = layer(h, kv, past, t)
         return self._head(h, t)[:, 0], cache
 
     # ---- training ------------------------------------------------------------------------------

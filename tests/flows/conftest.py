@@ -20,14 +20,23 @@ def prefect_harness():
         yield
 
 
+# Quick training for flow tests: a small h, a tiny generator, few epochs (what is under test is the flow).
+TINY_TRAINING = {
+    "classifier_epochs": 40, "generator_epochs": 8, "generator_patience": 8,
+    "generator_model": {"emb": 32, "heads": 2, "enc_layers": 1, "dec_layers": 2, "ff": 64, "value_hidden": 16},
+    "generator_train": {"batch_size": 64}, "oracle_trees": 50, "n_factuals": 100, "k": 5,
+}
+
+
 @contextlib.contextmanager
-def _pipeline_home(home: Path, config: dict):
-    """Point the pipeline at `home` with `config` (pipeline.yaml) and the default registry and ledger there;
-    the previous environment comes back afterwards, so modules do not leak their stores into each other."""
+def _pipeline_home(home: Path, gates: dict, **training):
+    """Point the pipeline at `home` with a pipeline.yaml of these `gates` and `TINY_TRAINING` (updated by
+    `training`), and the default registry and ledger there; the previous environment comes back afterwards,
+    so modules do not leak their stores into each other."""
     keys = ("GENRE_HOME", "GENRE_PIPELINE_CONFIG", "MLFLOW_TRACKING_URI", "GENRE_LEDGER_URL")
     saved = {k: os.environ.get(k) for k in keys}
     config_path = home / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(yaml.safe_dump({"gates": gates, "training": {**TINY_TRAINING, **training}}))
     os.environ.update(GENRE_HOME=str(home), GENRE_PIPELINE_CONFIG=str(config_path))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("GENRE_LEDGER_URL", None)

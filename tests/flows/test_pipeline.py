@@ -22,21 +22,15 @@ from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 pytestmark = pytest.mark.slow
 
 SPEC = get_spec("compas")
-TINY = {
-    "gates": {"auc_margin": 0.02, "auc_floor": 0.65, "validity_floor": 0.7, "validity_h_floor": 0.8,
-              "plausibility_floor": 0.5},
-    "training": {"classifier_epochs": 40, "generator_epochs": 8, "generator_patience": 8,
-                 "generator_model": {"emb": 32, "heads": 2, "enc_layers": 1, "dec_layers": 2, "ff": 64,
-                                     "value_hidden": 16},
-                 "generator_train": {"batch_size": 64}, "oracle_trees": 50, "n_factuals": 100, "k": 5},
-}
+GATES = {"auc_margin": 0.02, "auc_floor": 0.65, "validity_floor": 0.7, "validity_h_floor": 0.8,
+         "plausibility_floor": 0.5}
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, prefect_harness, pipeline_home):
     """A fresh GENRE_HOME and a tiny-training config for the module's flows."""
     home = tmp_path_factory.mktemp("genre-home")
-    with pipeline_home(home, TINY):
+    with pipeline_home(home, GATES):
         yield PipelineSettings.from_env()
 
 

@@ -32,14 +32,8 @@ pytestmark = pytest.mark.slow
 SPEC = get_spec("compas")
 FEATURES = list(SPEC.features)
 # Serving is under test, not the gates: a tiny generator's plausibility is low, so its floor is off here.
-TINY = {
-    "gates": {"auc_margin": 0.02, "auc_floor": 0.65, "validity_floor": 0.5, "validity_h_floor": 0.5,
-              "plausibility_floor": 0.0},
-    "training": {"classifier_epochs": 30, "generator_epochs": 8, "generator_patience": 8,
-                 "generator_model": {"emb": 32, "heads": 2, "enc_layers": 1, "dec_layers": 2, "ff": 64,
-                                     "value_hidden": 16},
-                 "generator_train": {"batch_size": 64}, "oracle_trees": 30, "n_factuals": 60, "k": 5},
-}
+GATES = {"auc_margin": 0.02, "auc_floor": 0.65, "validity_floor": 0.5, "validity_h_floor": 0.5,
+         "plausibility_floor": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,7 @@ def served(tmp_path_factory, prefect_harness, pipeline_home):
     from flows.retrain import retrain
 
     home = tmp_path_factory.mktemp("serve-home")
-    with pipeline_home(home, TINY):
+    with pipeline_home(home, GATES, classifier_epochs=30, oracle_trees=30, n_factuals=60):
         settings = PipelineSettings.from_env()
         incoming = settings.incoming(SPEC.name)
         incoming.mkdir(parents=True)
