@@ -29,7 +29,7 @@ from genre.peers import DEFAULT_TIME_CAP_S, DiceRecourse
 log = logging.getLogger(__name__)
 
 DICE = {"dice-random": "random", "dice-genetic": "genetic"}
-DEFAULT_METHODS = ("genre", "genre-mincost", "genre-robust-mincost", "nnr", "wachter", "dice-random", "dice-genetic")
+DEFAULT_METHODS = ("genre", "genre-best", "nnr", "wachter", "dice-random", "dice-genetic")
 COLUMNS = (
     ("method", "method"), ("finished", "finished / n"), ("found", "found"), ("cost", "cost"),
     ("validity", "validity (oracle)"), ("validity_classifier", "validity (h)"),
@@ -133,7 +133,7 @@ def must_show(report: dict) -> dict:
     rows = {r["method"]: r for r in report["results"]}
     dice = [rows[m] for m in DICE if m in rows]
     checks = {}
-    for g in ("genre", "genre-mincost", "genre-robust-mincost"):
+    for g in ("genre", "genre-best", "genre-mincost", "genre-robust-mincost"):
         if g not in rows or "dice-random" not in rows:
             continue
         r = rows[g]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.utils.class_weight import compute_sample_weight
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -39,7 +40,8 @@ class ClassifierConfig:
     lr: float = 1e-3
     epochs: int = 100
     batch_size: int = 64
-    balanced: bool = True  # class-balanced BCE weights; the paper uses them for adult and compas
+    balanced: bool = True  # class-balanced BCE weights (the authors' "cali" h: compute_sample_weight("balanced"))
+    shuffle: bool = True  # reshuffle the rows every epoch; the authors' DataLoader keeps the file's order
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -93,7 +95,7 @@ class Classifier:
         self.history_ = []
         bar = tqdm(range(cfg.epochs), desc="classifier h", disable=not progress, leave=False)
         for _ in bar:
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
             total = 0.0
             for s in range(steps):
                 idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
@@ -137,34 +139,44 @@ class Classifier:
 
 @dataclass(frozen=True)
 class OracleConfig:
-    n_estimators: int = 200
-    min_samples_leaf: int = 3  # keeps calibrated probabilities smooth rather than 0/1 per leaf
-    cv: int = 3
+    """The judge, built as the authors' `scripts/train_rf.py` builds it (scikit-learn defaults throughout).
+
+    `balanced` passes class-balanced sample weights through the calibrated fit, so the isotonic maps are fit
+    on a balanced population and P(y = 1 | x) = 0.5 sits where both classes are equally likely *per class*.
+    Without it the forest may be balanced but calibration pulls the probabilities back to the class prior
+    (compas: 88 % of test rows favourable instead of 65 %), and the judge calls almost any move valid.
+    """
+
+    n_estimators: int = 100  # RandomForestClassifier's default, as the authors use it
+    min_samples_leaf: int = 1
+    cv: int = 5  # CalibratedClassifierCV's default folds
+    balanced: bool = True
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Oracle:
-    """The paper's judge of validity: isotonic-calibrated, class-balanced random forest on train + test."""
+    """The paper's judge of validity: an isotonic-calibrated random forest fit with class-balanced sample
+    weights (see `OracleConfig`). `predict_proba(X) > 0.5` is the paper's validity test."""
 
     def __init__(self, config: OracleConfig = OracleConfig()):
         self.config = config
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "Oracle":
         cfg = self.config
-        forest = RandomForestClassifier(
-            n_estimators=cfg.n_estimators,
-            min_samples_leaf=cfg.min_samples_leaf,
-            class_weight="balanced",
-            random_state=cfg.seed,
-            n_jobs=-1,
-            **cfg.extra,
-        )
-        self.model_ = CalibratedClassifierCV(forest, method="isotonic", cv=cfg.cv).fit(X, y)
+        y = np.asarray(y)
+        forest = RandomForestClassifier(n_estimators=cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
+                                        random_state=cfg.seed, n_jobs=-1)
+        weights = compute_sample_weight("balanced", y) if cfg.balanced else None
+        self.model_ = CalibratedClassifierCV(forest, method="isotonic", cv=cfg.cv).fit(
+            np.asarray(X, dtype=np.float32), y, sample_weight=weights)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.model_.predict_proba(np.asarray(X, dtype=np.float32))[:, 1]
+
+    def favourable(self, X: np.ndarray) -> np.ndarray:
+        """(n,) bool: the judge's verdict P(y = 1 | x) > 0.5 (validity; the rows the plausibility LOF is fit on)."""
+        return self.predict_proba(X) > 0.5
 
 
 class SecondOpinion:

@@ -14,6 +14,7 @@ from genre.datasets import DataError
 # name -> (module, one-line help). Modules are imported only when their subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("genre.evaluate", "score recourse methods under the paper's protocol"),
+    "tune": ("genre.tune", "choose a data set's recipe on validation data carved from its training split"),
     "train": ("genre.train_cli", "train (or load) GenRe's generator for a data set, cached under GENRE_HOME"),
     "bench": ("genre.bench", "training times and recourses/s of genre, nnr and wachter; cached vs re-run decoding"),
     "bench-peers": ("genre.bench_peers", "GenRe against DiCE, NNR and Wachter side by side, plus scaling curves"),

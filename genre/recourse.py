@@ -1,6 +1,8 @@
-"""GenRe as recourse methods of `genre evaluate`: `genre` (the paper's max_prob rule), `genre-mincost`, and,
-new beyond the paper, `genre-knn` (h plus a nearest-neighbour vote of h's training labels), `genre-robust` and
-`genre-robust-mincost` (h plus a second opinion: gradient-boosted trees fit on h's training data).
+"""GenRe as recourse methods of `genre evaluate`: `genre` (the paper's max_prob rule), `genre-best` (the rule
+`genre tune` chose), `genre-mincost`, and, new beyond the paper, `genre-knn` (h plus a nearest-neighbour vote of
+h's training labels), `genre-robust` and `genre-robust-mincost` (h plus a second opinion: gradient-boosted trees
+fit on h's training data); and the decoding ablation (`genre-paper-decoding`, `genre-no-*`).
+Temperature, k and margins come from the data set's recipe (`genre.train_generator.load_recipe`).
 
 The generator is trained once per protocol set-up (data set, seed, h) with the data set's recipe and cached
 beside h under `GENRE_HOME`; later calls load it. `genre train --dataset D` fills the cache ahead of time.
@@ -17,14 +19,10 @@ import numpy as np
 
 from genre.generator import GeneratorConfig
 from genre.methods import register_method
-from genre.sampler import GenRe
-from genre.train_generator import TrainConfig, recipe, train_generator
+from genre.sampler import Decoding, GenRe
+from genre.train_generator import Sampling, TrainConfig, load_recipe, recipe, train_generator
 
 log = logging.getLogger(__name__)
-
-# The paper's sampling settings.
-K = 10
-TEMPERATURE = 0.1
 
 _LOADED: dict[Path, GenRe] = {}
 
@@ -61,55 +59,94 @@ def load_or_train(setup, *, progress: bool = True, config: GeneratorConfig | Non
 load_genre = load_or_train  # the name other benches look for
 
 
+def sampling(setup, which: str = "paper") -> Sampling:
+    """The data set's sampling settings: "paper" (max_prob at its chosen temperature and k) or "best"."""
+    r = load_recipe(setup.spec.name, setup.spec.d)
+    return r.paper if which == "paper" else r.best
+
+
+def _generate(setup, select: str, which: str = "paper", genre: GenRe | None = None, **extra) -> np.ndarray:
+    s = sampling(setup, which)
+    genre = genre or load_or_train(setup)
+    sparse = s.sparsify and which == "best"
+    if select.startswith("robust") or sparse:
+        extra.setdefault("second", setup.second_opinion)
+    if sparse and s.guard:
+        extra.setdefault("guard", setup.guard)
+    return genre.generate(extra.pop("factuals"), k=s.k, temperature=s.temperature, select=select, seed=setup.seed,
+                          margin=s.margin, sparsify=sparse, **extra)
+
+
 def prepare(setup) -> None:
-    """Train or load the generator before `genre evaluate` starts its clock."""
+    """Train or load the generator (and the second opinion) before `genre evaluate` starts its clock."""
     load_or_train(setup)
+    _ = setup.second_opinion
 
 
 @register_method("genre")
 def genre_recourse(factuals: np.ndarray, setup) -> np.ndarray:
-    """The paper's GenRe: k = 10 samples at temperature 0.1, keep the one h likes best."""
-    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="max_prob", seed=setup.seed)
+    """The paper's GenRe: k samples at the recipe's temperature, keep the one h likes best (max_prob)."""
+    return _generate(setup, "max_prob", factuals=factuals)
+
+
+@register_method("genre-best")
+def genre_best_recourse(factuals: np.ndarray, setup) -> np.ndarray:
+    """GenRe with the selection rule, temperature, k and margin `genre tune` chose on validation data."""
+    s = sampling(setup, "best")
+    extra = {"reference": (setup.X_train, setup.h_labels)} if s.select == "knn_vote" else {}
+    return _generate(setup, s.select, "best", factuals=factuals, **extra)
 
 
 @register_method("genre-mincost")
 def genre_mincost_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe with the cheapest of the k samples that h accepts (h > 0.5), else the max_prob choice."""
-    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="min_cost", seed=setup.seed)
+    return _generate(setup, "min_cost", factuals=factuals)
 
 
 @register_method("genre-knn")
 def genre_knn_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe keeping the sample with the highest h(x+) + share of positive labels among its 10 nearest
     training rows (the labels h was trained on). New beyond the paper; uses only h and the training data."""
-    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="knn_vote", seed=setup.seed,
-                                         reference=(setup.X_train, setup.h_labels))
+    return _generate(setup, "knn_vote", factuals=factuals, reference=(setup.X_train, setup.h_labels))
 
 
 @register_method("genre-robust")
 def genre_robust_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe keeping, among the samples h accepts, the one with the highest min(h(x+), g(x+)), g = gradient-
     boosted trees fit on h's training rows and labels (`setup.second_opinion`). New beyond the paper."""
-    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="robust", seed=setup.seed,
-                                         second=setup.second_opinion)
+    return _generate(setup, "robust", factuals=factuals)
 
 
 @register_method("genre-robust-mincost")
 def genre_robust_mincost_recourse(factuals: np.ndarray, setup) -> np.ndarray:
-    """GenRe keeping the cheapest sample that h accepts (> 0.5) and the second opinion g backs (> 0.6), else
-    genre-robust's choice. New beyond the paper."""
-    return load_or_train(setup).generate(factuals, k=K, temperature=TEMPERATURE, select="robust_min_cost",
-                                         seed=setup.seed, second=setup.second_opinion)
+    """GenRe keeping the cheapest sample that h accepts (> 0.5) and the second opinion g backs (> margin),
+    else genre-robust's choice. New beyond the paper."""
+    return _generate(setup, "robust_min_cost", factuals=factuals)
 
 
-def prepare_robust(setup) -> None:
-    """Also fit (or load) the second opinion before the clock starts."""
-    load_or_train(setup)
-    _ = setup.second_opinion
+# The decoding ablation: the paper's max_prob rule on the same generator, with one of the project's decoding
+# changes switched off (or all of them: `genre-paper-decoding`, the authors' sampler).
+ABLATIONS: dict[str, Decoding] = {
+    "genre-paper-decoding": Decoding.paper(),
+    "genre-no-observed-values": Decoding(observed_values=False),
+    "genre-no-keep-own": Decoding(keep_own=False),
+    "genre-no-clamp": Decoding(clamp=False),
+    "genre-no-categorical-mask": Decoding(categorical_mask=False),
+}
 
 
-genre_recourse.prepare = prepare
-genre_mincost_recourse.prepare = prepare
-genre_knn_recourse.prepare = prepare
-genre_robust_recourse.prepare = prepare_robust
-genre_robust_mincost_recourse.prepare = prepare_robust
+def _ablation(decoding: Decoding):
+    def method(factuals: np.ndarray, setup) -> np.ndarray:
+        return _generate(setup, "max_prob", factuals=factuals, genre=load_or_train(setup).with_decoding(decoding))
+
+    method.prepare = prepare
+    method.__doc__ = f"GenRe's max_prob rule with {decoding}."
+    return method
+
+
+for _name, _decoding in ABLATIONS.items():
+    register_method(_name, _ablation(_decoding))
+
+for _method in (genre_recourse, genre_best_recourse, genre_mincost_recourse, genre_knn_recourse, genre_robust_recourse,
+                genre_robust_mincost_recourse):
+    _method.prepare = prepare

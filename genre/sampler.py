@@ -14,6 +14,7 @@ return the same samples.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -26,10 +27,32 @@ from genre.generator import Generator
 
 SELECT_RULES = ("max_prob", "min_cost", "knn_vote", "robust", "robust_min_cost")
 VOTE_NEIGHBOURS = 10  # chosen on held-out generator-validation sources of heloc and adult (README "## GenRe")
-# robust_min_cost asks the second opinion for P > 0.6, not 0.5: at 0.5 adult's held-out validity was 0.958,
-# at 0.6 0.974 for 0.003 more cost (held-out generator-validation sources; README "## GenRe").
+# robust_min_cost's default threshold on the second opinion; a tuned recipe (`genre tune`) sets its own.
 SECOND_OPINION_MARGIN = 0.6
 SECOND_OPINION_FILE = "second_opinion.joblib"
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a drawn bin becomes a feature value. The defaults are the project's; `Decoding.paper()` is the
+    authors' sampler (bin centres, no range or category masks, categorical features rounded afterwards).
+
+    observed_values : a bin decodes to a value the training data holds (integers snapped to whole numbers)
+        instead of the bin's centre.
+    keep_own : a draw of the factual's own bin keeps the factual's exact value.
+    clamp : only bins inside the feature's observed training range may be drawn; values clipped to it.
+    categorical_mask : a categorical feature may only draw its categories' bins; without it, any bin is
+        drawn and the value is rounded to the nearest category once the sample is complete (the paper).
+    """
+
+    observed_values: bool = True
+    keep_own: bool = True
+    clamp: bool = True
+    categorical_mask: bool = True
+
+    @classmethod
+    def paper(cls) -> "Decoding":
+        return cls(observed_values=False, keep_own=False, clamp=False, categorical_mask=False)
 
 
 class GenRe:
@@ -48,8 +71,9 @@ class GenRe:
     """
 
     def __init__(self, generator: Generator, encoder: MinMaxEncoder, classifier: Classifier, *, support: dict | None = None,
-                 second_opinion=None):
+                 second_opinion=None, decoding: Decoding = Decoding()):
         self.generator = generator.eval()
+        self.decoding = decoding
         self.encoder = encoder
         self.classifier = classifier
         self.second_opinion = second_opinion
@@ -66,27 +90,38 @@ class GenRe:
         self._build_tables(n_bins)
 
     def _build_tables(self, n_bins: int) -> None:
-        """Per feature: which bins may be drawn and the encoded value each bin decodes to."""
+        """Per feature: which bins may be drawn and the encoded value each bin decodes to (see `Decoding`)."""
+        dec = self.decoding
         bins = np.linspace(0.0, 1.0, n_bins)
         half = 0.5 / (n_bins - 1)
         low, high = self.support["low"], self.support["high"]
-        allowed = np.zeros((self.spec.d, n_bins), dtype=bool)
-        values = self.support["bin_values"].copy()
+        allowed = np.ones((self.spec.d, n_bins), dtype=bool)
+        values = self.support["bin_values"].copy() if dec.observed_values else np.tile(bins, (self.spec.d, 1))
         levels = self.encoder.category_levels()
         for j in range(self.spec.d):
-            if j in levels:
+            if j in levels and dec.categorical_mask:
                 # Each category owns the bin nearest its code and decodes to the code exactly.
                 nearest = np.abs(bins[None, :] - levels[j][:, None]).argmin(1)
+                allowed[j] = False
                 allowed[j, nearest] = True
                 values[j, nearest] = levels[j]
-            else:
+            elif dec.clamp and j not in levels:
                 allowed[j] = (bins >= low[j] - half) & (bins <= high[j] + half)
-        values = np.clip(values, low[:, None], high[:, None])
+        if dec.clamp:
+            values = np.clip(values, low[:, None], high[:, None])
+        if dec.observed_values:
+            values = _snap_integers(values, self.encoder)
         self._allowed = torch.as_tensor(allowed)
-        self._values = torch.as_tensor(_snap_integers(values, self.encoder), dtype=torch.float32)
+        self._values = torch.as_tensor(values, dtype=torch.float32)
+        self._levels = levels
         self._immutable = self.spec.mask("immutable")
         self._increase = self.spec.mask("increase_only")
         self._decrease = self.spec.mask("decrease_only")
+
+    def with_decoding(self, decoding: Decoding) -> "GenRe":
+        """The same models with another `Decoding` (for ablations); shares the generator and classifier."""
+        return GenRe(self.generator, self.encoder, self.classifier, support={k: v for k, v in self.support.items()},
+                     second_opinion=self.second_opinion, decoding=decoding)
 
     # ---- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -156,12 +191,18 @@ class GenRe:
                 idx = torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_max(cdf.shape[1] - 1).squeeze(1)
                 # A draw of the factual's own bin keeps its exact value: the bin grid alone would move
                 # every feature by up to half a bin, a cost with no change in the applicant's situation.
-                out[:, t] = torch.where(idx == own[:, t], xf[:, t], self._values[t, idx])
+                keep = (idx == own[:, t]) if self.decoding.keep_own else torch.zeros_like(idx, dtype=torch.bool)
+                out[:, t] = torch.where(keep, xf[:, t], self._values[t, idx])
                 if monotone and self._increase[t]:
                     out[:, t] = torch.maximum(out[:, t], xf[:, t])
                 elif monotone and self._decrease[t]:
                     out[:, t] = torch.minimum(out[:, t], xf[:, t])
             token = out[:, t]
+        if not self.decoding.categorical_mask:  # the paper rounds categorical features once the sample is drawn
+            for j, codes in self._levels.items():
+                if not self._immutable[j]:
+                    codes_t = torch.as_tensor(codes, dtype=out.dtype)
+                    out[:, j] = codes_t[(out[:, j, None] - codes_t[None, :]).abs().argmin(1)]
         return out
 
     def _monotone_mask(self, factual: torch.Tensor, t: int) -> torch.Tensor:
@@ -186,6 +227,9 @@ class GenRe:
         row_seeds: np.ndarray | None = None,
         reference: tuple[np.ndarray, np.ndarray] | None = None,
         second=None,
+        margin: float = SECOND_OPINION_MARGIN,
+        sparsify: bool = False,
+        guard=None,
     ) -> np.ndarray:
         """One recourse per factual: (n, d) encoded factuals -> (n, d) float32 encoded recourses.
 
@@ -200,8 +244,11 @@ class GenRe:
         `predict_proba(encoded rows) -> (n,) P(y = 1)`, e.g. `genre.classifier.SecondOpinion`):
         `select="robust"` keeps, among the samples h accepts (all k when it accepts none), the one with the
         highest min(h(x+), g(x+)), the one both models are surest of; `select="robust_min_cost"` keeps the cheapest sample with h(x+) > 0.5 and g(x+) >
-        `SECOND_OPINION_MARGIN`, falling back to the robust choice when none is. Without `second`, the
+        `margin`, falling back to the robust choice when none is. Without `second`, the
         GenRe's own `second_opinion` is used. The same `seed` gives the same recourses.
+        `sparsify=True` (new) then moves features of the chosen sample back to the factual's values, largest
+        change first, as long as h(x+) > `margin` and, where a second opinion is at hand, g(x+) > `margin`
+        (`sparsify`); with a `guard` (anything with `is_inlier(rows)`), only where it still calls the row an inlier.
         """
         second = second if second is not None else self.second_opinion
         if select not in SELECT_RULES:
@@ -224,7 +271,7 @@ class GenRe:
             # Each sample's weaker opinion, plus 1 where h accepts it: a sample h accepts always beats one h
             # rejects, so the recourse is valid under h whenever any sample is (as with max_prob).
             prob = np.minimum(prob, other) + accepted
-            accepted &= other > SECOND_OPINION_MARGIN
+            accepted &= other > margin
         choice = prob.argmax(1)
         if select in ("min_cost", "robust_min_cost"):
             cost = np.abs(samples - np.asarray(factuals, dtype=np.float32)[:, None, :]).sum(-1)
@@ -233,7 +280,42 @@ class GenRe:
         elif select == "knn_vote":
             vote = knn_vote(flat, *reference).reshape(n, k)
             choice = (prob + vote).argmax(1)
-        return samples[np.arange(n), choice]
+        chosen = samples[np.arange(n), choice]
+        if sparsify:
+            chosen = self.sparsify(np.asarray(factuals, dtype=np.float32), chosen, margin, second, guard)
+        return chosen
+
+    def sparsify(self, factuals: np.ndarray, recourses: np.ndarray, margin: float, second=None, guard=None) -> np.ndarray:
+        """Undo changes that are not needed: for each feature, largest change first, put the factual's value
+        back wherever h (and `second`, when given) still give the recourse more than `margin`. Rows h did not
+        accept by `margin` to begin with are left as they are. Immutable features never differ, so never move.
+        With a `guard` (e.g. LOF on h's favourable training rows), a change is only undone where the guard still
+        calls the result an inlier, so that a cheaper recourse does not leave the data's manifold.
+        """
+        out = np.array(recourses, dtype=np.float32, copy=True)
+        if len(out) == 0:
+            return out
+
+        def keeps(X: np.ndarray) -> np.ndarray:
+            ok = self.classifier.predict_proba(X) > margin
+            if second is not None:
+                ok &= np.asarray(second.predict_proba(X)) > margin
+            if guard is not None:
+                ok &= np.asarray(guard.is_inlier(X), dtype=bool)
+            return ok
+
+        live = keeps(out)
+        delta = np.abs(out - factuals)
+        for rank in range(out.shape[1]):
+            j = np.argsort(-delta, axis=1, kind="stable")[:, rank]  # each row's rank-th largest change
+            rows = np.flatnonzero(live & (delta[np.arange(len(out)), j] > 0))
+            if len(rows) == 0:
+                continue
+            trial = out[rows].copy()
+            trial[np.arange(len(rows)), j[rows]] = factuals[rows, j[rows]]
+            ok = keeps(trial)
+            out[rows[ok]] = trial[ok]
+        return out
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

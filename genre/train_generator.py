@@ -4,9 +4,11 @@ early stopping, a progress bar with the loss; seeded, so the same inputs give th
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,36 +35,66 @@ class TrainConfig:
     pairs: PairConfig = field(default_factory=PairConfig)
 
 
-# The CPU recipe shared by the three data sets (see README "## GenRe" for how it was chosen): width 32
-# like the paper, but 1 encoder + 2 decoder layers instead of 16 + 16, pre-norm, lr 2e-3 with cosine decay.
-# One training step then costs ~1/40 of the paper's model, and the validation loss flattens within
-# ~100 epochs on compas instead of ~2000.
-_SMALL = dict(emb=32, ff=64, heads=4, enc_layers=1, dec_layers=2, value_hidden=32)
+# The search's starting point and the default for a data set without a tuned recipe file: width 32 like the
+# paper, but 1 encoder + 2 decoder layers instead of 16 + 16, pre-norm, lr 2e-3 with cosine decay.
+SMALL = dict(emb=32, ff=64, heads=4, enc_layers=1, dec_layers=2, value_hidden=32)
+RECIPE_DIR = Path(__file__).with_name("recipes")
 
-# Per data set: (GeneratorConfig fields except d, TrainConfig). Epoch counts are set so the worst case fits
-# the budget on the shared 2-core machine (compas 5 min, heloc 10, adult 20); early stopping usually ends sooner.
-RECIPES: dict[str, tuple[dict, TrainConfig]] = {
-    # 2k sources: 8 steps an epoch, so many epochs; ~2 min on the shared machine.
-    "compas": (_SMALL, TrainConfig(epochs=120, patience=15)),
-    # 4.5k sources, 21 features: batch 128 doubles the steps per epoch (the loss was still falling at 60
-    # epochs of batch 256). lambda 8: with the paper's 5, even samples drawn from the exact Q cost 2.28
-    # (max_prob over 10 draws) against the paper's 2.01; 8 brings the exact Q to ~1.9 at validity ~0.97.
-    # (gamma 0.8, lambda 16 was tried: the exact Q gained validity on held-out sources, the generator did not.)
-    "heloc": (_SMALL, TrainConfig(epochs=80, batch_size=128, patience=15, pairs=PairConfig(lam=8.0))),
-    # 25k sources: ~100 steps an epoch, so a few dozen epochs reach a flat validation loss; ~36 s an epoch
-    # when the machine is busy, so 40 epochs stay inside the 20 minutes.
-    # target_lof 20: with every target, even max_prob over 10 draws from the exact Q is LOF-plausible only
-    # 0.92 of the time on held-out sources; keeping LOF inliers among the positives lifts that to 0.97 at
-    # lambda 5 and 0.95 at lambda 8. Of the generators tried (lambda 6 / 40 epochs, lambda 6 / 80, lambda 7 /
-    # 40) lambda 7 came closest to the targets on held-out sources (README "## GenRe").
-    "adult": (_SMALL, TrainConfig(epochs=40, patience=8, pairs=PairConfig(lam=7.0, target_lof=20))),
-}
+
+@dataclass(frozen=True)
+class Sampling:
+    """How recourse is drawn from a trained generator: k samples at `temperature`, then the `select` rule
+    (`margin` is the second opinion's threshold for the robust rules; `sparsify` undoes unneeded changes while
+    h and the second opinion stay above it, see `GenRe.sparsify`)."""
+
+    select: str = "max_prob"
+    temperature: float = 0.1
+    k: int = 10
+    margin: float = 0.6
+    sparsify: bool = False
+    guard: bool = False  # sparsify only where LOF on h's favourable training rows still calls the row an inlier
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A data set's generator, training and sampling settings; `source` says where they came from."""
+
+    generator: GeneratorConfig
+    train: TrainConfig
+    paper: Sampling  # the paper's max_prob rule with its chosen temperature and k
+    best: Sampling  # the rule, temperature, k and margin `genre tune` chose
+    source: str
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    data = dict(data)
+    pairs = PairConfig(**data.pop("pairs", {}))
+    return TrainConfig(**data, pairs=pairs)
+
+
+def load_recipe(dataset: str, d: int, directory: Path | None = None) -> Recipe:
+    """The recipe `genre tune` wrote for `dataset` (genre/recipes/<dataset>.json), or the untuned default."""
+    path = (directory or RECIPE_DIR) / f"{dataset}.json"
+    if not path.exists():
+        return Recipe(GeneratorConfig(d=d, **SMALL), TrainConfig(), Sampling(), Sampling(),
+                      source=f"default (no tuned recipe at {path}; run `genre tune --dataset {dataset}`)")
+    try:
+        data = json.loads(path.read_text())
+        return Recipe(
+            generator=GeneratorConfig(d=d, **data["generator"]),
+            train=train_config_from_dict(data["train"]),
+            paper=Sampling(**data["sampling"]["paper"]),
+            best=Sampling(**data["sampling"]["best"]),
+            source=f"{path.name}: {data.get('chosen_by', 'genre tune')}",
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"recipe file {path} is not a valid recipe: {exc}") from exc
 
 
 def recipe(dataset: str, d: int) -> tuple[GeneratorConfig, TrainConfig]:
-    """The chosen (generator, training) configs for a built-in data set; defaults for others."""
-    gen_kwargs, train = RECIPES.get(dataset, ({}, TrainConfig()))
-    return GeneratorConfig(d=d, **gen_kwargs), train
+    """The chosen (generator, training) configs for a data set (see `load_recipe`)."""
+    r = load_recipe(dataset, d)
+    return r.generator, r.train
 
 
 def make_pairs(

@@ -39,7 +39,7 @@ class TrainingConfig:
     generator_patience: int | None = None
     generator_model: dict = field(default_factory=dict)  # GeneratorConfig overrides (tests use a tiny one)
     generator_train: dict = field(default_factory=dict)  # other TrainConfig overrides (batch_size, lr, ...)
-    oracle_trees: int = 200
+    oracle_trees: int = 100
     holdout_percent: int = 20
     n_factuals: int = 200
     k: int = 10

@@ -19,7 +19,6 @@ from genre.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig,
 from genre.datasets import DatasetSpec, read_table, split_xy
 from genre.encoding import MinMaxEncoder
 from genre.metrics import PlausibilityScorer, cost, recourse_metrics
-from genre.protocol import BALANCED
 from tasks import store
 from tasks.settings import TrainingConfig
 
@@ -60,7 +59,7 @@ def train_classifier(snapshot: Path, spec: DatasetSpec, run_dir: Path, training:
     encoder = MinMaxEncoder(spec).fit(X_raw)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "encoder.json", encoder.state_dict())
-    config = ClassifierConfig(d=spec.d, epochs=training.classifier_epochs, balanced=BALANCED.get(spec.name, True),
+    config = ClassifierConfig(d=spec.d, epochs=training.classifier_epochs, balanced=True,
                               seed=training.seed)
     classifier = Classifier(config).fit(encoder.transform(X_raw), y, progress=True)
     classifier.save(run_dir / "classifier.pt")
@@ -123,10 +122,12 @@ def evaluate_recourse(snapshot: Path, spec: DatasetSpec, run_dir: Path, training
     X_ho_raw, y_ho = split_xy(held, spec)
     X_tr, X_ho = encoder.transform(X_tr_raw), encoder.transform(X_ho_raw)
     p_ho = classifier.predict_proba(X_ho)
-    # The production oracle: the paper's calibrated forest on the whole snapshot's real labels.
+    # The production judge, built as the paper's authors build theirs (class-balanced calibrated forest) on the
+    # whole snapshot's real labels; LOF on the snapshot rows it calls favourable.
+    X_all = np.vstack([X_tr, X_ho])
     oracle = Oracle(OracleConfig(n_estimators=training.oracle_trees, seed=training.seed)).fit(
-        np.vstack([X_tr, X_ho]), np.concatenate([y_tr, y_ho]))
-    plausibility = PlausibilityScorer().fit(X_tr[oracle.predict_proba(X_tr) > 0.5])
+        X_all, np.concatenate([y_tr, y_ho]))
+    plausibility = PlausibilityScorer().fit(X_all[oracle.favourable(X_all)])
     rejected = np.flatnonzero(p_ho <= 0.5)
     rng = np.random.default_rng(training.seed)
     picked = np.sort(rng.choice(rejected, size=min(training.n_factuals, len(rejected)), replace=False))

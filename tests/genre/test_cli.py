@@ -42,3 +42,30 @@ def test_cli_unknown_dataset_is_a_clear_error(capsys):
 def test_cli_needs_a_subcommand():
     with pytest.raises(SystemExit):
         cli.main([])
+
+
+def test_all_negatives_and_several_seeds(compas_setup, tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_load(spec, seed, progress):
+        seen.append(seed)
+        return compas_setup
+
+    monkeypatch.setattr(evaluate_mod, "load_protocol", fake_load)
+    out = tmp_path / "r.json"
+    code = cli.main(["evaluate", "--dataset", "compas", "--methods", "nnr", "--n", "all", "--seeds", "0,1",
+                     "--out", str(out)])
+    assert code == 0 and seen == [0, 1]
+    report = json.loads(out.read_text())
+    negatives = len(compas_setup.factual_indices(None))
+    assert [r["n"] for r in report["per_seed"]] == [negatives, negatives]
+    mean = report["mean"]["results"][0]
+    assert mean["method"] == "nnr" and mean["cost_std"] == pytest.approx(0.0, abs=1e-9)
+    assert mean["cost"] == pytest.approx(report["per_seed"][0]["results"][0]["cost"])
+    assert "mean ± std over seeds [0, 1]" in capsys.readouterr().out
+
+
+def test_bad_n_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--dataset", "compas", "--n", "some"])
+    assert "--n must be a positive integer or 'all'" in capsys.readouterr().err

@@ -19,10 +19,13 @@ def test_second_load_reuses_the_cache(compas_setup, genre_settings, quick_h):
     np.testing.assert_allclose(again.oracle.predict_proba(again.X_test), compas_setup.oracle.predict_proba(compas_setup.X_test), rtol=1e-9)
 
 
-def test_paper_recipe_for_h():
-    assert classifier_config(ADULT).balanced and classifier_config(COMPAS).balanced
-    cfg = classifier_config(HELOC)
-    assert (cfg.hidden, cfg.lr, cfg.epochs, cfg.batch_size, cfg.balanced) == ((10, 10, 10), 1e-3, 100, 64, False)
+def test_authors_recipe_for_h():
+    # scripts/train_ann.py with --calibrated --hidd 10 10 10: batch 2048, 100 epochs, lr 1e-3, balanced weights,
+    # the DataLoader's default order (no shuffling), on every data set.
+    for spec in (ADULT, COMPAS, HELOC):
+        cfg = classifier_config(spec)
+        assert (cfg.hidden, cfg.lr, cfg.epochs, cfg.batch_size, cfg.balanced, cfg.shuffle) == (
+            (10, 10, 10), 1e-3, 100, 2048, True, False)
 
 
 def test_factuals_are_rejected_test_rows_and_seeded(compas_setup):
@@ -37,3 +40,10 @@ def test_factuals_are_rejected_test_rows_and_seeded(compas_setup):
 def test_asking_for_more_factuals_than_exist_is_an_error(compas_setup):
     with pytest.raises(ValueError, match="h\\(x\\) <= 0.5"):
         compas_setup.pick_factuals(len(compas_setup.X_test) + 1)
+
+
+def test_all_test_negatives(compas_setup):
+    s = compas_setup
+    idx = s.factual_indices(None)
+    np.testing.assert_array_equal(idx, np.flatnonzero(s.classifier.predict_proba(s.X_test) <= 0.5))
+    assert len(s.pick_factuals(None)) == len(idx) > 200

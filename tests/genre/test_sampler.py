@@ -194,3 +194,44 @@ def test_bad_arguments_are_refused(genre, factuals):
         genre.generate(factuals, temperature=0.0)
     with pytest.raises(ValueError, match="encoded rows"):
         genre.generate(factuals[:, :3])
+
+
+# ---- the decoding ablation and sparsify ------------------------------------------------------------------
+def test_default_decoding_is_the_projects(genre, factuals):
+    from genre.sampler import Decoding
+
+    same = genre.with_decoding(Decoding())
+    np.testing.assert_array_equal(same.sample(factuals, k=5, temperature=1.0, seed=2),
+                                  genre.sample(factuals, k=5, temperature=1.0, seed=2))
+
+
+def test_paper_decoding_draws_bin_centres_and_rounds_categories(compas_setup, genre, factuals):
+    from genre.sampler import Decoding
+
+    paper = genre.with_decoding(Decoding.paper())
+    out = paper.sample(factuals, k=5, temperature=1.0, seed=2).reshape(-1, compas_setup.d)
+    levels = compas_setup.encoder.category_levels()
+    centres = np.linspace(0, 1, genre.generator.config.n_bins)
+    immutable = compas_setup.spec.mask("immutable")
+    for j in range(compas_setup.d):
+        if immutable[j]:
+            continue
+        allowed = levels[j] if j in levels else centres
+        gap = np.abs(out[:, j, None] - allowed[None, :]).min(1)
+        assert gap.max() < 1e-6, compas_setup.spec.features[j]
+    # The project's decoding instead keeps the factual's own value when its own bin is drawn.
+    ours = genre.sample(factuals, k=5, temperature=1.0, seed=2)
+    assert (ours == factuals[:, None, :]).mean() > (out.reshape(ours.shape) == factuals[:, None, :]).mean()
+
+
+def test_sparsify_only_undoes_changes_and_keeps_h_above_the_margin(compas_setup, genre, factuals, recourses):
+    chosen = recourses["max_prob"]
+    sparse = genre.sparsify(factuals, chosen, margin=0.6)
+    h_before = compas_setup.classifier.predict_proba(chosen)
+    h_after = compas_setup.classifier.predict_proba(sparse)
+    live = h_before > 0.6
+    assert (h_after[live] > 0.6).all()
+    np.testing.assert_array_equal(sparse[~live], chosen[~live])  # rows below the margin are left alone
+    moved = sparse != chosen
+    np.testing.assert_array_equal(sparse[moved], np.broadcast_to(factuals, sparse.shape)[moved])  # only back
+    assert np.abs(sparse - factuals).sum(1).mean() < np.abs(chosen - factuals).sum(1).mean()
