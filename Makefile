@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: venv run test bench bench-peers bench-deps deploy stop serve clean
+.PHONY: venv run test bench bench-peers bench-deps deploy stop serve clean tune results
 
 venv: .venv/.installed
 
@@ -36,6 +36,20 @@ bench: venv bench-deps
 # Issue 6: GenRe against DiCE random/genetic, NNR and Wachter on the same h and factuals, plus scaling curves.
 bench-peers: venv bench-deps
 	.venv/bin/genre bench-peers --datasets compas,adult --out-dir bench/out
+
+# Issue 10: choose a data set's recipe on validation data carved from its training split (never the test split);
+# writes genre/recipes/$(DATASET).json and its search log docs/tuning/$(DATASET).json. Resumes from ~/.cache.
+tune: venv
+	.venv/bin/genre tune --dataset $(DATASET) 2>&1 | tee docs/tuning/$(DATASET).log
+
+# The README's quality tables: every test negative, seeds 0-2 (judge, h and generator re-fit per seed), then the
+# decoding ablation on seed 0. Writes docs/results/<dataset>.json and <dataset>-ablation.json.
+RESULT_METHODS ?= genre,genre-best,genre-mincost,genre-robust-mincost,nnr,wachter
+ABLATION_METHODS ?= genre,genre-paper-decoding,genre-no-observed-values,genre-no-keep-own,genre-no-clamp,genre-no-categorical-mask
+results: venv
+	mkdir -p docs/results
+	.venv/bin/genre evaluate --dataset $(DATASET) --n all --seeds 0,1,2 --methods $(RESULT_METHODS) --out docs/results/$(DATASET).json
+	.venv/bin/genre evaluate --dataset $(DATASET) --n all --seed 0 --methods $(ABLATION_METHODS) --out docs/results/$(DATASET)-ablation.json
 
 # The optional `bench` extra (DiCE), without its unused heavy dependencies: see requirements-bench.txt.
 bench-deps: .venv/.bench-installed

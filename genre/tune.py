@@ -168,9 +168,15 @@ def _train_cached(setup: ProtocolSetup, gen: GeneratorConfig, train: TrainConfig
 
 
 def _pick(rows: list[dict], size_key) -> dict:
-    """The lowest objective; within TIE of it, the smallest by `size_key`."""
+    """The lowest objective; within TIE of it, one that meets both targets first, then the smallest by
+    `size_key`, then the lowest objective."""
     best = min(r["objective"] for r in rows)
-    return min((r for r in rows if r["objective"] <= best + TIE), key=lambda r: (size_key(r), r["objective"]))
+    return min((r for r in rows if r["objective"] <= best + TIE),
+               key=lambda r: (not _meets(r), size_key(r), r["objective"]))
+
+
+def _meets(row: dict) -> bool:
+    return row.get("validity", 1.0) >= TARGET_VALIDITY and row.get("plausibility", 1.0) >= TARGET_PLAUSIBILITY
 
 
 def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, max_factuals: int = 500,
@@ -194,7 +200,8 @@ def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, max_f
             top = min(rows, key=lambda r: r["objective"])
             entry = {"candidate": i, **cands[i], "rung": rung, "epochs": rung_epochs, "params": n_params(gen),
                      "epochs_run": len(genre.history_["val_loss"]), "train_seconds": round(genre.history_["train_seconds"], 1),
-                     "objective": top["objective"], "best_quick": top, "quick": rows}
+                     "objective": top["objective"], "cost": top["cost"], "validity": top["validity"],
+                     "plausibility": top["plausibility"], "best_quick": top, "quick": rows}
             log_rows.append(entry)
             log.info("tune %s rung %d cand %d %s: objective %.3f (cost %.3f, validity %.3f, plausibility %.3f), %.0f s",
                      spec.name, rung, i, cands[i], top["objective"], top["cost"], top["validity"], top["plausibility"],

@@ -138,6 +138,9 @@ def test_must_show_compares_against_both_dice_methods():
     assert c["speedup_vs_dice_random"] == pytest.approx(200)
     assert c["speedup_at_least_100x"] and c["validity_above_dice"]
     assert not c["plausibility_above_dice"] and not c["holds"]
+    with_wachter = {"results": report["results"][:2] + [row("wachter", 900, 0.99, 0.4)]}
+    w = must_show(with_wachter)["genre"]
+    assert not w["validity_above_wachter"] and w["plausibility_above_wachter"] and not w["holds"]
 
 
 def test_dice_crash_counts_as_not_found(compas_setup, factuals, monkeypatch):

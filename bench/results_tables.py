@@ -1,0 +1,72 @@
+"""Markdown tables for the README and docs/results.md from `make results` JSON (docs/results/*.json).
+
+    .venv/bin/python bench/results_tables.py docs/results
+
+Targets (issue 10): validity >= 0.97 and plausibility >= 0.95 at a cost no higher than the paper's; the best
+rule at least 20 % cheaper than the paper's cost. Cells that miss are marked with their distance.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+PAPER_COST = {"compas": 0.51, "adult": 0.69, "heloc": 2.01}
+DATASETS = ("compas", "adult", "heloc")
+
+
+def _cell(row: dict, key: str, std: bool) -> str:
+    text = f"{row[key]:.3f}"
+    return text + (f" ± {row[key + '_std']:.3f}" if std and key + "_std" in row else "")
+
+
+def main_table(results: Path) -> str:
+    lines = ["| data set | method | cost | validity (judge) | validity (h) | plausibility | meets targets? |",
+             "|---|---|---|---|---|---|---|"]
+    for name in DATASETS:
+        path = results / f"{name}.json"
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        mean = report.get("mean", report)
+        for row in mean["results"]:
+            lines.append(f"| {name} | {row['method']} | {_cell(row, 'cost', True)} | {_cell(row, 'validity', True)} | "
+                         f"{_cell(row, 'validity_classifier', True)} | {_cell(row, 'plausibility', True)} | "
+                         f"{_verdict(name, row)} |")
+    return "\n".join(lines)
+
+
+def _verdict(name: str, row: dict) -> str:
+    if not row["method"].startswith("genre"):
+        return ""
+    paper = PAPER_COST[name]
+    limit = paper * 0.8 if row["method"] == "genre-best" else paper
+    misses = []
+    if row["validity"] < 0.97:
+        misses.append(f"validity {0.97 - row['validity']:.3f} short")
+    if row["plausibility"] < 0.95:
+        misses.append(f"plausibility {0.95 - row['plausibility']:.3f} short")
+    if row["cost"] > limit:
+        misses.append(f"cost {row['cost'] - limit:.3f} over {limit:.3f}")
+    return "yes" if not misses else "no: " + ", ".join(misses)
+
+
+def ablation_table(results: Path) -> str:
+    lines = ["| data set | decoding | cost | validity (judge) | plausibility | categorical out of domain | out of range |",
+             "|---|---|---|---|---|---|---|"]
+    for name in DATASETS:
+        path = results / f"{name}-ablation.json"
+        if not path.exists():
+            continue
+        for row in json.loads(path.read_text())["results"]:
+            label = "project (all on)" if row["method"] == "genre" else row["method"].removeprefix("genre-")
+            lines.append(f"| {name} | {label} | {row['cost']:.3f} | {row['validity']:.3f} | {row['plausibility']:.3f} | "
+                         f"{row['categorical_out_of_domain']} | {row.get('out_of_range', '')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results")
+    print(main_table(folder))
+    print()
+    print(ablation_table(folder))
