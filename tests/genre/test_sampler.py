@@ -235,3 +235,19 @@ def test_sparsify_only_undoes_changes_and_keeps_h_above_the_margin(compas_setup,
     moved = sparse != chosen
     np.testing.assert_array_equal(sparse[moved], np.broadcast_to(factuals, sparse.shape)[moved])  # only back
     assert np.abs(sparse - factuals).sum(1).mean() < np.abs(chosen - factuals).sum(1).mean()
+
+
+def test_sparsify_with_a_guard_only_undoes_changes_the_guard_accepts(genre, factuals, recourses):
+    class Refuses:
+        def is_inlier(self, X):
+            return np.zeros(len(X), dtype=bool)
+
+    chosen = recourses["max_prob"]
+    np.testing.assert_array_equal(genre.sparsify(factuals, chosen, margin=0.6, guard=Refuses()), chosen)
+
+    class Accepts:
+        def is_inlier(self, X):
+            return np.ones(len(X), dtype=bool)
+
+    np.testing.assert_array_equal(genre.sparsify(factuals, chosen, margin=0.6, guard=Accepts()),
+                                  genre.sparsify(factuals, chosen, margin=0.6))
