@@ -24,11 +24,8 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
-from genre.classifier import Classifier
-from genre.encoding import MinMaxEncoder
-from genre.generator import Generator
-from genre.sampler import GenRe, load_second_opinion
 from genre.serving import answer, answer_columns
+from tasks.artifacts import load_classifier, load_encoder, load_genre, load_json
 from tasks.pyfunc_models import PIP_REQUIREMENTS
 from tasks.registry import CHALLENGER, set_alias, set_tags
 from tasks.serving_ledger import LEDGER_SWITCH, ServingLedger, recording_enabled
@@ -44,13 +41,9 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         a = context.artifacts
-        encoder = MinMaxEncoder.from_state_dict(json.loads(Path(a["encoder"]).read_text()))
-        support = json.loads((Path(a["genre"]) / "genre.json").read_text())["support"]
-        self.genre = GenRe(Generator.load(Path(a["genre"]) / "generator.pt"), encoder,
-                           Classifier.load(a["classifier"]), support=support,
-                           second_opinion=load_second_opinion(a["genre"]))
-        self.sampling = json.loads(Path(a["sampling"]).read_text())
-        self.pair = json.loads(Path(a["pair"]).read_text())
+        self.genre = load_genre(a["genre"], encoder=load_encoder(a["encoder"]), classifier=load_classifier(a["classifier"]))
+        self.sampling = load_json(a["sampling"], "sampling settings")
+        self.pair = load_json(a["pair"], "pair versions")
         self.ledger = ServingLedger() if recording_enabled() else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
