@@ -16,6 +16,7 @@ from genre.datasets import DatasetSpec, DataError, read_table
 from genre.encoding import MinMaxEncoder
 from genre.metrics import cost
 from tasks import registry
+from tasks.csv_safe import write_csv
 from tasks.ledger_db import Issued, Ledger
 from tasks.settings import GENERATOR_MODEL
 
@@ -151,12 +152,8 @@ def results_table(
 
 @task(cache_policy=NO_CACHE)
 def write_results(results: pd.DataFrame, path: Path) -> Path:
-    """Write the results CSV under a temp name, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    results.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    """Write the results CSV under a temp name, then rename it; text that would run as a formula is neutralised."""
+    return write_csv(results, path)
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

@@ -29,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from tasks.csv_safe import write_csv
     from tasks.serve import DEFAULT_MODEL_URI, resolve_registry
 
     path, out_path = Path(args.input), Path(args.output)
@@ -55,10 +56,7 @@ def main(args: argparse.Namespace) -> int:
     answers = pd.concat(parts, ignore_index=True)
     if "applicant_id" in people.columns:
         answers.insert(0, "applicant_id", people["applicant_id"].to_numpy())
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    answers.to_csv(tmp, index=False)
-    tmp.replace(out_path)
+    write_csv(answers, out_path)  # text cells that a spreadsheet would run as formulas are neutralised
     counts = answers["status"].value_counts().to_dict()
     print(f"{len(answers)} rows answered by {model_uri} ({uri}): "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; written to {out_path}")
