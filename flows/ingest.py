@@ -94,7 +94,9 @@ def _quarantine(path: Path, content_hash: str | None, report: dict, settings: Pi
 if __name__ == "__main__":
     import argparse
 
+    from flows.runtime import run_main
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="compas")
     args = parser.parse_args()
-    print(ingest(dataset=args.dataset))
+    run_main(lambda: print(ingest(dataset=args.dataset)))
