@@ -22,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="CSV of applicants: the data set's feature columns "
                         "(an optional applicant_id column names each row in the ledger)")
     parser.add_argument("--output", required=True, help="CSV to write: one answer row per input row")
-    parser.add_argument("--model-uri", default=None, help="default models:/genre-recourse@champion")
+    parser.add_argument("--model-uri", default=None, help="default: the genre-recourse version of the champion "
+                        "pair (genre-classifier@champion and the generator trained against it)")
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows per predict call")
 
 
@@ -30,14 +31,15 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from tasks.csv_safe import write_csv
-    from tasks.serve import DEFAULT_MODEL_URI, resolve_registry
+    from tasks.serve import champion_model_uri, resolve_registry
 
     path, out_path = Path(args.input), Path(args.output)
     people = _read(path)
     uri = resolve_registry()
     import mlflow.pyfunc
 
-    model_uri = args.model_uri or DEFAULT_MODEL_URI
+    # The champion pair as serving and monitoring resolve it; refused (MixedChampion) the same way too.
+    model_uri = args.model_uri or champion_model_uri()[0]
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # MlflowException and friends: say where we looked and what to do

@@ -16,6 +16,10 @@ def pytest_configure(config) -> None:
     # Tests never download: point the loader at the shared copy unless the caller chose a folder.
     if not os.environ.get("GENRE_DATA_DIR") and SHARED_DATA.is_dir():
         os.environ["GENRE_DATA_DIR"] = str(SHARED_DATA)
+    # One OpenMP thread (set before anything loads the runtime; flows run as subprocesses inherit it): on
+    # the shared 2-core machine, scikit-learn's gradient boosting (the retrain's second opinion) spun its
+    # threads against other jobs and took 116 s instead of 0.3 s for 560 rows.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
