@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from genre.classifier import Classifier
 from genre.datasets import get_spec, read_table
 from genre.encoding import MinMaxEncoder
+from tasks.artifacts import ArtifactError
 from tasks.faults import fault_point
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL, PipelineSettings
 
@@ -72,17 +73,25 @@ def version_tags(model: str, version: str, settings: PipelineSettings | None = N
     return dict(_client(settings).get_model_version(model, str(version)).tags)
 
 
+def _load(model: str, version: str):
+    """The pyfunc adapter of a version; a broken file is named with the version it belongs to."""
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{model}/{version}").unwrap_python_model()
+    except ArtifactError as exc:
+        raise ArtifactError(f"{model} v{version}: {exc}") from exc
+
+
 def load_classifier_version(version: str, settings: PipelineSettings | None = None) -> tuple[Classifier, MinMaxEncoder]:
     """h and its encoder from a registered `genre-classifier` version."""
     _client(settings)
-    adapter = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER_MODEL}/{version}").unwrap_python_model()
+    adapter = _load(CLASSIFIER_MODEL, version)
     return adapter.classifier, adapter.encoder
 
 
 def load_generator_version(version: str, settings: PipelineSettings | None = None):
     """The `GenRe` (generator + its encoder and classifier) of a registered `genre-generator` version."""
     _client(settings)
-    return mlflow.pyfunc.load_model(f"models:/{GENERATOR_MODEL}/{version}").unwrap_python_model().genre
+    return _load(GENERATOR_MODEL, version).genre
 
 
 def training_data_for(classifier_version: str, settings: PipelineSettings | None = None) -> pd.DataFrame:

@@ -123,3 +123,27 @@ def flow_process(module: str, api_url: str, *args: str, fault: str | None = None
 
 def client(settings: PipelineSettings) -> MlflowClient:
     return registry.configure_mlflow(settings)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(port: int, frame) -> tuple[int, dict | str]:
+    """POST a frame to a served model's /invocations; (HTTP status, parsed body or its text)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    payload = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")

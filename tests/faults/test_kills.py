@@ -26,6 +26,10 @@ from faultkit import (
 pytestmark = pytest.mark.slow
 
 
+def _pair(result: dict) -> tuple[str, str, str]:
+    return result["classifier_version"], result["generator_version"], result["recourse_version"]
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory, prefect_harness, pipeline_home):
     """Pair 1 promoted; a second batch ingested for the retrains that follow."""
@@ -41,11 +45,9 @@ def _killed(story, api_url: str, fault: str) -> dict:
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == -signal.SIGKILL, output[-4000:]
     after = registry_state(story.settings)
-    try:
-        champion = registry.resolve_champion(story.settings)
-    except registry.MixedChampion as exc:  # recorded, for the test to fail on with the reason
-        champion = exc
-    return {"before": before, "after": after, "output": output, "champion": champion,
+    champion = registry.resolve_champion(story.settings)
+    consistent = assert_consistent(story.settings, settled=False)  # right after the kill, before any recovery
+    return {"before": before, "after": after, "output": output, "champion": champion, "consistent": consistent,
             "new_runs": sorted(set(after["runs"]) - set(before["runs"])),
             "new_versions": sorted(set(after["versions"]) - set(before["versions"]))}
 
@@ -82,10 +84,11 @@ def test_kill_during_training_leaves_a_running_run_that_the_next_start_marks_fai
     (run_id,) = during_training["new_runs"]
     assert during_training["after"]["runs"][run_id][0] == "RUNNING"  # what kill -9 leaves
     assert during_training["new_versions"] == []
-    assert during_training["champion"].classifier_version == story.results[0]["classifier_version"]
+    assert during_training["consistent"] == _pair(story.results[0])
     # The next retrain's start found no retrain alive (its lock free, its owner process gone): FAILED, and why.
     status, tags = after_classifier_version["after"]["runs"][run_id]
     assert status == "FAILED" and "its process was gone" in tags["genre.reconciled"]
+    assert_no_input_lost(story)
 
 
 def test_kill_right_after_the_classifier_version_leaves_no_version_without_its_tags(
@@ -97,13 +100,14 @@ def test_kill_right_after_the_classifier_version_leaves_no_version_without_its_t
     # Created with every tag in the same call: dataset, data hash, snapshot, gate verdicts.
     assert REQUIRED_TAGS[model] <= set(v["tags"]) and "gate.auc_floor.verdict" in v["tags"]
     assert not v["aliases"] and after_classifier_version["after"]["runs"][v["run_id"]][0] == "RUNNING"
-    assert after_classifier_version["champion"].classifier_version == story.results[0]["classifier_version"]
+    assert after_classifier_version["consistent"] == _pair(story.results[0])
     # Recovered by the next start: the run FAILED, the version an orphan with no alias, never promoted.
     later = between_alias_moves["after"]
     assert later["runs"][v["run_id"]][0] == "FAILED"
     assert "did not finish" in later["versions"][(model, version)]["tags"][registry.ORPHAN]
     assert not later["versions"][(model, version)]["aliases"]
     assert registry.is_complete(client(story.settings), model, version) is False  # move_champion refuses it
+    assert_no_input_lost(story)
 
 
 def test_kill_between_the_alias_moves_is_resolved_to_one_pair_and_realigned(story, between_alias_moves, two_retrains):
@@ -117,12 +121,12 @@ def test_kill_between_the_alias_moves_is_resolved_to_one_pair_and_realigned(stor
     assert "champion" not in after["versions"][(GENERATOR_MODEL, new[GENERATOR_MODEL])]["aliases"]
     # ... yet serving, batch recourse and monitoring resolve one pair: the classifier's and its generator.
     champion = between_alias_moves["champion"]
-    assert (champion.classifier_version, champion.generator_version, champion.recourse_version) == (
-        new[CLASSIFIER_MODEL], new[GENERATOR_MODEL], new[RECOURSE_MODEL])
+    assert between_alias_moves["consistent"] == (new[CLASSIFIER_MODEL], new[GENERATOR_MODEL], new[RECOURSE_MODEL])
     assert any(f"{GENERATOR_MODEL}@champion is v{story.results[0]['generator_version']}" in w for w in champion.warnings)
     # The next start realigned the aliases and said so.
     assert any(f"{GENERATOR_MODEL}@champion is v{story.results[0]['generator_version']}, not a generator of the "
                f"champion classifier v{new[CLASSIFIER_MODEL]}" in out for out in two_retrains["outputs"])
+    assert_no_input_lost(story)
 
 
 def test_two_retrains_started_together_run_one_after_the_other(story, two_retrains):

@@ -23,7 +23,7 @@ from tasks.ledger_db import Ledger, ledger_url
 from tasks.serving_ledger import ServingLedger
 from tasks.settings import RECOURSE_MODEL
 
-from faultkit import SPEC, assert_consistent, promoted_story
+from faultkit import SPEC, assert_consistent, assert_no_input_lost, promoted_story
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +87,8 @@ def test_a_locked_ledger_spools_and_the_next_write_replays_exactly_once(served, 
     assert answers == before[0] + 11 + 2
     assert issued == before[1] + ok + int((later["status"] == "ok").sum())
     _assert_each_key_once(url)
+    assert_consistent(story.settings)
+    assert_no_input_lost(story)
 
 
 def test_a_broken_database_file_spools_until_it_is_restored_and_replayed_by_the_command(served, capsys):
@@ -124,6 +126,7 @@ def test_a_broken_database_file_spools_until_it_is_restored_and_replayed_by_the_
     assert recorded["status"].tolist() == out["status"].tolist()
     assert [a["cost"] for a in recorded["answer"]] == out["cost"].tolist()
     assert_consistent(story.settings)
+    assert_no_input_lost(story)
 
 
 def test_a_replay_crashed_after_its_commit_does_not_write_twice(served):
@@ -144,3 +147,4 @@ def test_a_replay_crashed_after_its_commit_does_not_write_twice(served):
     assert _counts(url) == written and ledger_spool.pending(url) == 0
     _assert_each_key_once(url)
     assert pd.notna(ServingLedger(url).answers()["request_id"]).all()
+    assert_consistent(story.settings)
