@@ -48,7 +48,9 @@ class ContractReport:
 
     def summary(self) -> str:
         """Readable Markdown: the root cause, then one section per failed expectation."""
-        head = f"# Contract {'passed' if self.success else 'FAILED'}: {self.file} ({self.rows} rows)\n"
+        unreadable = bool(self.failures) and self.failures[0]["expectation"] == READABLE
+        size = "not readable as CSV" if unreadable else f"{self.rows} rows"
+        head = f"# Contract {'passed' if self.success else 'FAILED'}: {self.file} ({size})\n"
         lines = [head]
         if self.root_cause:
             lines += [f"**Root cause**: {self.root_cause}", ""]

@@ -30,6 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from tasks.artifacts import ArtifactError
     from tasks.csv_safe import write_csv
     from tasks.serve import champion_model_uri, resolve_registry
 
@@ -42,6 +43,9 @@ def main(args: argparse.Namespace) -> int:
     model_uri = args.model_uri or champion_model_uri()[0]
     try:
         model = mlflow.pyfunc.load_model(model_uri)
+    except ArtifactError as exc:  # the version exists, one of its files is damaged
+        raise RuntimeError(f"cannot load {model_uri} ({exc}); restore that file, or retrain to register a new "
+                           f"version") from exc
     except Exception as exc:  # MlflowException and friends: say where we looked and what to do
         raise RuntimeError(f"cannot load {model_uri} from the registry {uri} ({exc}); run `make run` (or the "
                            f"retrain flow) first, set GENRE_HOME / MLFLOW_TRACKING_URI, or pass --model-uri") from exc

@@ -152,7 +152,7 @@ def test_a_champion_without_a_generator_is_refused_the_same_everywhere(story, se
     _set_champion(story, lone_classifier)
     reason = f"{CLASSIFIER_MODEL}@champion is v{lone_classifier}, which has no complete generator"
     status, body = _served_pair(port, people, None)
-    assert reason in body and "refusing a mixed pair" in body
+    assert status == 400 and reason in body and "refusing a mixed pair" in body
     src = tmp_path / "people.csv"
     people.to_csv(src, index=False)
     assert cli.main(["recourse", "--input", str(src), "--output", str(tmp_path / "o.csv")]) == 2
