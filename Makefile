@@ -65,7 +65,8 @@ deploy: venv
 stop:
 	$(PY) -m flows.local_server down
 
-# Issue 5: `mlflow models serve` on models:/genre-recourse@champion at 127.0.0.1:$(PORT) (POST /invocations).
+# Issue 5: `mlflow models serve` on the champion pair's genre-recourse at 127.0.0.1:$(PORT) (POST /invocations);
+# it follows the champion (GENRE_SERVE_POLL_SECONDS, default 30); `python -m tasks.serve --pin` serves one version.
 PORT ?= 5001
 serve: venv
 	$(PY) -m tasks.serve --port $(PORT)

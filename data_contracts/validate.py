@@ -15,11 +15,16 @@ import numpy as np
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from data_contracts.readable import read_csv_text
 from data_contracts.suite import numeric_columns
 from genre.datasets import DataError, DatasetSpec, canonical_category, coerce_frame
 
 MISSING = {"", "nan", "NaN", "NA", "None", "null", "NULL"}
 MAX_EXAMPLES = 5
+READABLE = "readable CSV"
+# Whole-file causes first: they explain the per-column failures that follow from them.
+ORDER = {READABLE: 0, "expect_table_columns_to_match_set": 1, "expect_table_row_count_to_be_between": 2,
+         "expect_compound_columns_to_be_unique": 3}
 
 
 @dataclass
@@ -36,10 +41,19 @@ class ContractReport:
         return {"file": self.file, "rows": self.rows, "success": self.success, "failures": self.failures,
                 "gx_result": self.gx_result}
 
+    @property
+    def root_cause(self) -> str | None:
+        """The first failure (whole-file causes first) in one line; None when the batch passed."""
+        return _one_line(self.failures[0], self.file) if self.failures else None
+
     def summary(self) -> str:
-        """Readable Markdown: one section per failed expectation."""
-        head = f"# Contract {'passed' if self.success else 'FAILED'}: {self.file} ({self.rows} rows)\n"
+        """Readable Markdown: the root cause, then one section per failed expectation."""
+        unreadable = bool(self.failures) and self.failures[0]["expectation"] == READABLE
+        size = "not readable as CSV" if unreadable else f"{self.rows} rows"
+        head = f"# Contract {'passed' if self.success else 'FAILED'}: {self.file} ({size})\n"
         lines = [head]
+        if self.root_cause:
+            lines += [f"**Root cause**: {self.root_cause}", ""]
         for f in self.failures:
             where = f"column `{f['column']}`" if f.get("column") else "table"
             count = f" — {f['unexpected_count']} of {f['element_count']} rows" if f.get("unexpected_count") is not None else ""
@@ -56,11 +70,36 @@ class ContractReport:
 
 
 def read_raw(path: Path) -> pd.DataFrame:
-    """Every cell as the string in the file; an empty file is a DataError naming it."""
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
-    except pd.errors.EmptyDataError:
-        raise DataError(path, "the file is empty (no header, no rows)") from None
+    """Every cell as the string in the file; a file that is not readable CSV raises `Unreadable` naming it."""
+    return read_csv_text(path)
+
+
+def unreadable_report(path: Path, exc: DataError) -> ContractReport:
+    """The report of a file that could not be read as CSV at all: one failure, its reason."""
+    return ContractReport(file=str(path), rows=0, success=False, failures=[{
+        "column": exc.column, "expectation": READABLE,
+        "intent": "UTF-8 text, comma-separated, one header, every row as wide as the header",
+        "observed": str(exc), "examples": [], "reason": getattr(exc, "reason", str(exc)),
+    }])
+
+
+def _one_line(f: dict, file: str) -> str:
+    """A failure as one sentence that starts with where it is: file, row (line), column."""
+    if f["expectation"] == READABLE or f["expectation"].startswith("genre.datasets"):
+        return f["observed"] if f["expectation"] == READABLE else f["examples"][0]["value"]
+    count = (f" ({f['unexpected_count']} of {f['element_count']} rows)"
+             if f.get("unexpected_count") is not None else "")
+    why = f"{f['expectation']}{count}: {f['intent']}" if f.get("intent") else f"{f['expectation']}{count}"
+    if f.get("column") and f.get("examples"):
+        ex = f["examples"][0]
+        return f"file {file}, row {ex['row']} (line {ex['row'] + 1}), column '{f['column']}': {ex['value']} — {why}"
+    mismatched = (f.get("details") or {}).get("mismatched") if isinstance(f.get("details"), dict) else None
+    if mismatched:
+        return (f"file {file}: the columns do not match the contract: missing {mismatched.get('missing') or []}, "
+                f"unexpected {mismatched.get('unexpected') or []} — {why}")
+    observed = f"observed {f['observed']} — " if f.get("observed") is not None else ""
+    where = f"file {file}, column '{f['column']}'" if f.get("column") else f"file {file}"
+    return f"{where}: {observed}{why}"
 
 
 def typed_view(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
@@ -96,7 +135,10 @@ class ContractChecker:
     def check(self, raw: pd.DataFrame, source: str) -> ContractReport:
         view = typed_view(raw, self.spec).reset_index(drop=True)
         result = self._definition.run(batch_parameters={"dataframe": view}, result_format={"result_format": "COMPLETE"})
-        failures = [self._explain(r, raw) for r in result.results if not r.success]
+        # A column the file lacks fails every per-column expectation too; the column-set failure names it once.
+        failures = [self._explain(r, raw) for r in result.results if not r.success
+                    and r.expectation_config.kwargs.get("column") in (None, *raw.columns)]
+        failures.sort(key=lambda f: ORDER.get(f["expectation"], len(ORDER)))
         report = ContractReport(file=source, rows=len(raw), success=bool(result.success), failures=failures,
                                 gx_result=_jsonable(result.to_json_dict()))
         if report.success:

@@ -25,6 +25,7 @@ from tasks.recourse import (
     score_applicants,
     write_results,
 )
+from tasks.reconcile import reconcile
 from tasks.settings import PIPELINE_SELECT_RULES, PipelineSettings
 
 
@@ -50,6 +51,8 @@ def issue_recourse(
     settings = PipelineSettings.from_env()
     spec = get_spec(dataset)
     path = Path(applicants)
+    for warning in reconcile(settings)["warnings"]:
+        log.warning("%s", warning)
     pair = load_champion_pair(spec.name)
     table, ids = read_applicants(path, spec)
     score = score_applicants(pair, table)
@@ -95,4 +98,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from flows.runtime import run_main
+
+    run_main(main)

@@ -108,6 +108,7 @@ def summary(out: dict) -> str:
         lines.append(f"    {mon['plot']}")
     for q in out["ingest_3"]:
         lines.append(f"corrupted batch {q['file']}: {q['status']} -> {q.get('quarantined_to')}")
+        lines.append(f"  root cause: {q.get('reason')}")
         lines.append(f"  summary {q.get('summary')} (failed columns {q.get('failed_columns')})")
         if q.get("summary"):
             lines += [f"    {line}" for line in Path(q["summary"]).read_text().splitlines()
@@ -135,4 +136,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from flows.runtime import run_main
+
+    raise SystemExit(run_main(main))

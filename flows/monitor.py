@@ -24,6 +24,7 @@ from monitoring.reports import RecourseThresholds
 from tasks import monitoring as mon
 from tasks import registry
 from tasks.ledger_db import Ledger, ledger_url
+from tasks.reconcile import reconcile
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 
 
@@ -34,22 +35,28 @@ def champion_classifier(settings: PipelineSettings) -> str | None:
     return None if version is None else str(version)  # MLflow may hand back an int
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def paired_generator(classifier_version: str, settings: PipelineSettings) -> str:
-    """The generator trained against a classifier version: the champion generator if it is, else the newest.
+@task(cache_policy=NO_CACHE)
+def reconcile_registry(settings: PipelineSettings) -> list[str]:
+    """Clean up after killed runs and realign the champion aliases; the warnings to raise."""
+    return reconcile(settings)["warnings"]
 
-    Judged by the generator's `classifier_version` tag, never by the alias alone: an alias moved by hand
-    may leave the champion generator paired with another classifier.
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def paired_generator(classifier_version: str, settings: PipelineSettings) -> tuple[str, list[str]]:
+    """The generator judged with a classifier version, and the warnings its resolution raised.
+
+    For the champion classifier this is `registry.resolve_champion`'s generator, the one serving and batch
+    recourse use; for another version, the newest complete generator tagged with it. Never the generator
+    alias alone: an alias moved by hand may leave it paired with another classifier.
     """
-    client = registry.configure_mlflow(settings)
-    paired = [
-        str(v.version) for v in client.search_model_versions(f"name='{GENERATOR_MODEL}'")
-        if v.tags.get("classifier_version") == str(classifier_version)
-    ]
+    champion = registry.resolve_champion(settings)
+    if champion.classifier_version == str(classifier_version):
+        return champion.generator_version, champion.warnings
+    paired = registry.paired_generators(classifier_version, settings)
     if not paired:
-        raise LookupError(f"no {GENERATOR_MODEL} version is tagged classifier_version={classifier_version}")
-    champion = registry.champion_versions(settings)[1]
-    return str(champion) if str(champion) in paired else max(paired, key=int)
+        raise registry.MixedChampion(f"no complete {GENERATOR_MODEL} version is tagged "
+                                     f"classifier_version={classifier_version}: nothing to judge it with")
+    return paired[-1], champion.warnings
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -107,7 +114,7 @@ def tag_version(version: str, summary: dict, settings: PipelineSettings) -> None
 def poll_champion() -> dict:
     """Monitor the registry's champion classifier if it has not been monitored yet."""
     settings = PipelineSettings.from_env()
-    version = champion_classifier(settings)
+    version = champion_classifier(settings)  # the source of truth; `monitor` reconciles the rest
     if version is None:
         get_run_logger().info("no champion yet: nothing to monitor")
         return {"status": "no_champion"}
@@ -123,11 +130,19 @@ def monitor(version: str | None = None) -> dict:
     log = get_run_logger()
     settings = PipelineSettings.from_env()
     url = ledger_url(settings.home)
+    # A mismatched champion pair (an alias moved by hand, a promotion cut short) is warned about here, and
+    # realigned the way serving and batch recourse resolve it.
+    warnings = reconcile_registry(settings)
+    generator_version, resolved = paired_generator(version, settings)
+    warnings += [w for w in resolved if w not in warnings]
+    for warning in warnings:
+        log.warning("%s", warning)
     if not mon.claim_version(url, CLASSIFIER_MODEL, version):
         log.info("classifier v%s was monitored already: nothing to do", version)
-        return {"status": "already_monitored", "classifier_version": version}
+        return {"status": "already_monitored", "classifier_version": version, "generator_version": generator_version,
+                "warnings": warnings}
     try:
-        summary = _monitor_claimed(version, settings, url)
+        summary = _monitor_claimed(version, generator_version, warnings, settings, url)
     except BaseException:
         mon.release_version(url, CLASSIFIER_MODEL, version)
         raise
@@ -135,20 +150,20 @@ def monitor(version: str | None = None) -> dict:
     return summary
 
 
-def _monitor_claimed(version: str, settings: PipelineSettings, url: str) -> dict:
+def _monitor_claimed(version: str, generator_version: str, warnings: list[str], settings: PipelineSettings,
+                     url: str) -> dict:
     from genre.datasets import get_spec
 
     spec = get_spec(dataset_of(version, settings))
     out_dir = settings.reports / version
     previous = mon.previous_version(url, CLASSIFIER_MODEL, spec.name)
-    generator_version = paired_generator(version, settings)
     new = load_classifier(version, settings)
     train_new = training_table(version, settings)
     audit = mon.fixed_audit_set(spec, settings.reports / f"audit-{spec.name}.csv")
     summary: dict = {
         "status": "monitored", "dataset": spec.name, "classifier_version": version,
         "generator_version": generator_version, "previous_version": previous,
-        "data_drift": None, "prediction_drift": None,
+        "data_drift": None, "prediction_drift": None, "warnings": warnings,
     }
     if previous is not None:
         summary["data_drift"] = mon.data_drift(training_table(previous, settings), train_new, spec, out_dir)
@@ -194,4 +209,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from flows.runtime import run_main
+
+    run_main(main)

@@ -1,16 +1,26 @@
 """Retrain flow: h on the training store, GenRe's generator against that h, evaluation on held-out rows,
-MLflow logging and registration as `challenger`, gates, and promotion of a passing pair to `champion`."""
+MLflow logging and registration, gates, and promotion of a passing pair to `champion`.
+
+Retrains never overlap: each holds the retrain lock of its GENRE_HOME for its whole run (a deployment run
+also has Prefect's concurrency limit of 1), and starts by reconciling what a killed run left behind
+(`tasks.reconcile`). The MLflow run is opened first and ends FINISHED only once all versions are registered
+with their tags; `challenger` and `champion` move after that.
+"""
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger
 
 from genre.datasets import get_spec
+from tasks.faults import fault_point
 from tasks.gates import champion_figures, check_gates
-from tasks.promote import promote_pair, tag_gates
+from tasks.liveness import RetrainLock
+from tasks.promote import gate_tags, mark_challenger, promote_pair
+from tasks.reconcile import reconcile
 from tasks.settings import PipelineSettings
-from tasks.tracking import log_and_register
+from tasks.tracking import end_run, log_and_register, start_retrain_run
 from tasks.training import (
     evaluate_classifier,
     evaluate_recourse,
@@ -19,6 +29,9 @@ from tasks.training import (
     train_recourse_generator,
 )
 
+# How long a retrain waits for another one to finish before giving up (seconds; unset: no limit).
+LOCK_TIMEOUT = "GENRE_RETRAIN_LOCK_TIMEOUT"
+
 
 @flow(name="retrain", flow_run_name="retrain-{dataset}")
 def retrain(dataset: str = "compas", config: str | None = None) -> dict:
@@ -26,10 +39,27 @@ def retrain(dataset: str = "compas", config: str | None = None) -> dict:
     log = get_run_logger()
     settings = PipelineSettings.from_env(config)
     spec = get_spec(dataset)
-    snap = snapshot_store(settings.store(spec.name), spec)
+    timeout = os.environ.get(LOCK_TIMEOUT)
+    with RetrainLock(settings.home).held(timeout=float(timeout) if timeout else None, log=log):
+        cleaned = reconcile(settings, holding_retrain_lock=True)
+        for warning in cleaned["warnings"]:
+            log.warning("%s", warning)
+        snap = snapshot_store(settings.store(spec.name), spec)
+        run_id = start_retrain_run(spec, snap.data_hash, settings)
+        try:
+            result = _train_and_register(spec, snap, run_id, settings)
+        except BaseException:
+            end_run(run_id, "FAILED", settings)
+            raise
+    return {**result, "reconciled": cleaned}
+
+
+def _train_and_register(spec, snap, run_id: str, settings: PipelineSettings) -> dict:
+    log = get_run_logger()
     run_dir = settings.runs / f"{spec.name}-{snap.data_hash}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     log.info("training on store version %s (%d rows, %d batches)", snap.data_hash, snap.rows, snap.batches)
     train_classifier(snap.path, spec, run_dir, settings.training)
+    fault_point("during_training")
     figures = evaluate_classifier(snap.path, spec, run_dir, settings.training)
     champion = champion_figures(snap.path, spec, settings)
     gates = check_gates(figures, champion, settings.gates)
@@ -39,9 +69,10 @@ def retrain(dataset: str = "compas", config: str | None = None) -> dict:
         gates = check_gates(figures, champion, settings.gates)
     else:
         log.warning("h failed its gates: no generator is trained against it")
-    versions = log_and_register(snap, spec, run_dir, settings)
+    versions = log_and_register(snap, spec, run_dir, settings, run_id, gate_tags(gates))
+    mark_challenger(versions, settings)
     cv, gv = versions["classifier_version"], versions["generator_version"]
-    passed = tag_gates(cv, gv, gates, settings) and gv is not None
+    passed = all(g["passed"] for g in gates) and gv is not None
     for g in gates:
         log.info("gate %-24s %.3f vs %.3f: %s", g["name"], g["figure"], g["threshold"], "pass" if g["passed"] else "FAIL")
     if passed:
@@ -56,7 +87,9 @@ def retrain(dataset: str = "compas", config: str | None = None) -> dict:
 if __name__ == "__main__":
     import argparse
 
+    from flows.runtime import run_main
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="compas")
     args = parser.parse_args()
-    print(retrain(dataset=args.dataset))
+    run_main(lambda: print(retrain(dataset=args.dataset)))

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench-peers": ("genre.bench_peers", "GenRe against DiCE, NNR and Wachter side by side, plus scaling curves"),
     # Needs MLflow and the ledger, so it lives in tasks/ (imported by name; it imports mlflow only when run).
     "recourse": ("tasks.recourse_cli", "recourse for a CSV of applicants from the served genre-recourse model"),
+    "ledger": ("tasks.ledger_cli", "the recourse ledger: `genre ledger replay` writes spooled rows to its database"),
 }
 
 

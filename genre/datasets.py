@@ -307,6 +307,11 @@ def coerce_frame(raw: pd.DataFrame, spec: DatasetSpec, *, source: str = "<frame>
             row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
             raise DataError(source, f"'{values.iloc[row - 1]}' is not a number", row=row, column=col)
         if col in spec.integer or col == spec.target:
+            # Beyond int64 a whole float would wrap round to -9223372036854775808: say what was sent instead.
+            huge = numbers.abs() >= 2.0**63
+            if huge.any():
+                row = int(np.flatnonzero(huge.to_numpy())[0]) + 1
+                raise DataError(source, f"'{values.iloc[row - 1]}' is too large for a whole number", row=row, column=col)
             frac = numbers % 1 != 0
             if frac.any():
                 row = int(np.flatnonzero(frac.to_numpy())[0]) + 1

@@ -60,7 +60,7 @@ def read_rows(frame: pd.DataFrame, encoder) -> tuple[pd.DataFrame, list[str | No
         reasons: list[str | None] = [None] * len(raw)
     except DataError:
         typed, reasons = _rows_one_by_one(raw, spec)
-    return typed, _out_of_range(typed, reasons, encoder)
+    return typed, _out_of_range(typed, raw, reasons, encoder)
 
 
 def _rows_one_by_one(raw: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str | None]]:
@@ -82,8 +82,9 @@ def _reason(exc: DataError) -> str:
     return head + text.split(head, 1)[1] if exc.column and head in text else text
 
 
-def _out_of_range(typed: pd.DataFrame, reasons: list[str | None], encoder) -> list[str | None]:
-    """Reasons, with readable rows whose numeric value lies too far outside the training range marked."""
+def _out_of_range(typed: pd.DataFrame, raw: pd.DataFrame, reasons: list[str | None], encoder) -> list[str | None]:
+    """Reasons, with readable rows whose numeric value lies too far outside the training range marked (quoting
+    the value as sent, not as typed)."""
     spec = encoder.spec
     cols = [j for j, f in enumerate(spec.features) if f not in spec.categorical]
     good = np.flatnonzero([r is None for r in reasons])
@@ -97,7 +98,7 @@ def _out_of_range(typed: pd.DataFrame, reasons: list[str | None], encoder) -> li
         i, j = good[r], cols[c]
         if reasons[i] is None:  # the first offending column names the row's problem
             f = spec.features[j]
-            reasons[i] = (f"column '{f}': {typed.iat[i, j]} is outside the range the models were trained on "
+            reasons[i] = (f"column '{f}': '{str(raw.iat[i, j]).strip()}' is outside the range the models were trained on "
                           f"[{_plain(encoder.min_[j])}, {_plain(encoder.min_[j] + encoder.range_[j])}] "
                           f"(by more than {RANGE_TOLERANCE:.0%} of it)")
     return reasons

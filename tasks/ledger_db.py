@@ -99,15 +99,19 @@ class Issued:
 class Ledger:
     """The ledger database behind one SQLAlchemy URL; tables are created on first use."""
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, timeout: float = 30.0):
         self.url = url or ledger_url()
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             # Several flows may write at once: wait for SQLite's lock instead of failing at once.
-            self.engine = create_engine(self.url, connect_args={"timeout": 30})
+            self.engine = create_engine(self.url, connect_args={"timeout": timeout})
         else:
             self.engine = create_engine(self.url, pool_pre_ping=True)
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except Exception:
+            self.engine.dispose()
+            raise
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -20,6 +20,7 @@ from monitoring.reports import (
     recourse_frame,
 )
 from tasks.ledger_db import Ledger
+from tasks.liveness import OWNER_TAG, owner_tag
 
 MONITOR_EXPERIMENT = "genre-monitoring"
 
@@ -155,7 +156,7 @@ def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, ou
         mlflow.set_tags({
             "kind": "monitoring", "dataset": summary["dataset"],
             "classifier_version": summary["classifier_version"], "generator_version": summary["generator_version"],
-            "previous_classifier_version": summary["previous_version"] or "none",
+            "previous_classifier_version": summary["previous_version"] or "none", OWNER_TAG: owner_tag(),
         })
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
         mlflow.log_artifacts(str(out_dir), artifact_path="monitoring")

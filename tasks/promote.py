@@ -1,27 +1,31 @@
-"""Write gate verdicts onto the pair, and move `champion` to a passing pair (together, or not at all)."""
+"""Gate verdicts as version tags, the challenger aliases, and moving `champion` to a passing pair (together,
+or not at all)."""
 from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from tasks.registry import move_champion, set_tags
-from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PROMOTED_EVENT, PipelineSettings
+from tasks.registry import CHALLENGER, move_champion, set_alias
+from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PROMOTED_EVENT, RECOURSE_MODEL, PipelineSettings
 
 
-@task(cache_policy=NO_CACHE)
-def tag_gates(classifier_version: str, generator_version: str | None, gates: list[dict],
-              settings: PipelineSettings) -> bool:
-    """Every gate's figure, threshold and verdict as tags on the pair's versions; returns whether all passed."""
-    passed = all(g["passed"] for g in gates)
-    tags = {"gates.passed": passed}
+def gate_tags(gates: list[dict]) -> dict[str, object]:
+    """Every gate's figure, threshold and verdict, and `gates.passed`: tags the pair's versions are created with."""
+    tags: dict[str, object] = {"gates.passed": all(g["passed"] for g in gates)}
     for g in gates:
         tags |= {f"gate.{g['name']}.figure": g["figure"], f"gate.{g['name']}.threshold": g["threshold"],
                  f"gate.{g['name']}.verdict": "pass" if g["passed"] else "fail"}
-    set_tags(CLASSIFIER_MODEL, classifier_version, tags, settings)
-    if generator_version is not None:
-        set_tags(GENERATOR_MODEL, generator_version, tags, settings)
-    return passed
+    return tags
+
+
+@task(cache_policy=NO_CACHE)
+def mark_challenger(versions: dict, settings: PipelineSettings) -> None:
+    """Point `challenger` at the newly registered versions (once their run has finished)."""
+    for model, key in ((CLASSIFIER_MODEL, "classifier_version"), (GENERATOR_MODEL, "generator_version"),
+                       (RECOURSE_MODEL, "recourse_version")):
+        if versions.get(key) is not None:
+            set_alias(model, CHALLENGER, versions[key], settings)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)

@@ -6,16 +6,14 @@ column naming the problem instead of failing the whole request.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from genre.classifier import Classifier
 from genre.datasets import DataError, DatasetSpec, coerce_frame
 from genre.encoding import MinMaxEncoder
+from tasks.artifacts import load_classifier, load_encoder, load_genre, load_json
 
 # Given explicitly: inferring them is slow and picks up the local torch build's label (STACK.md).
 PIP_REQUIREMENTS = [
@@ -47,8 +45,8 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
     """h(x) = P(favourable | applicant): artifacts `classifier` (checkpoint) and `encoder` (JSON)."""
 
     def load_context(self, context) -> None:
-        self.classifier = Classifier.load(context.artifacts["classifier"])
-        self.encoder = MinMaxEncoder.from_state_dict(json.loads(Path(context.artifacts["encoder"]).read_text()))
+        self.classifier = load_classifier(context.artifacts["classifier"])
+        self.encoder = load_encoder(context.artifacts["encoder"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         encoded, status = _encode_rows(self.encoder, model_input)
@@ -65,10 +63,8 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     """GenRe recourse for each factual row: artifacts `genre` (a `GenRe.save` folder) and `sampling` (JSON)."""
 
     def load_context(self, context) -> None:
-        from genre.sampler import GenRe
-
-        self.genre = GenRe.load(context.artifacts["genre"])
-        self.sampling = json.loads(Path(context.artifacts["sampling"]).read_text())
+        self.genre = load_genre(context.artifacts["genre"])
+        self.sampling = load_json(context.artifacts["sampling"], "sampling settings")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         encoded, status = _encode_rows(self.genre.encoder, model_input)

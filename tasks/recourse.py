@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from genre.classifier import Classifier
@@ -16,8 +16,8 @@ from genre.datasets import DatasetSpec, DataError, read_table
 from genre.encoding import MinMaxEncoder
 from genre.metrics import cost
 from tasks import registry
+from tasks.csv_safe import write_csv
 from tasks.ledger_db import Issued, Ledger
-from tasks.settings import GENERATOR_MODEL
 
 ID_COLUMN = "applicant_id"
 ACCEPTED, ISSUED, NO_RECOURSE = "accepted", "recourse_issued", "no_valid_recourse"
@@ -36,17 +36,14 @@ class ChampionPair:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def load_champion_pair(dataset: str) -> ChampionPair:
-    """Load the champion classifier and the generator trained against it from the MLflow registry."""
-    classifier_version, generator_version = registry.champion_versions()
-    if classifier_version is None or generator_version is None:
+    """Load the champion classifier and the generator trained against it, as `registry.resolve_champion`
+    resolves them for serving and monitoring too (a mismatched generator alias is warned about, not used)."""
+    champion = registry.resolve_champion()
+    if champion.classifier_version is None:
         raise RuntimeError("no champion pair in the registry yet: run the retrain flow (or `make run`) first")
-    classifier_version, generator_version = str(classifier_version), str(generator_version)
-    # The two aliases are read one after the other: a promotion in between, or a hand-moved alias, could
-    # give a mixed pair. Recourse is never issued from one (the retry reads the aliases again).
-    paired = registry.version_tags(GENERATOR_MODEL, generator_version).get("classifier_version")
-    if paired != classifier_version:
-        raise RuntimeError(f"champion generator v{generator_version} was trained against classifier v{paired}, "
-                           f"not the champion classifier v{classifier_version}: refusing a mixed pair")
+    for warning in champion.warnings:
+        get_run_logger().warning("%s", warning)
+    classifier_version, generator_version = champion.classifier_version, champion.generator_version
     classifier, encoder = registry.load_classifier_version(classifier_version)
     if encoder.spec.name != dataset:
         raise ValueError(f"the champion classifier v{classifier_version} is for data set '{encoder.spec.name}', "
@@ -151,12 +148,8 @@ def results_table(
 
 @task(cache_policy=NO_CACHE)
 def write_results(results: pd.DataFrame, path: Path) -> Path:
-    """Write the results CSV under a temp name, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    results.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    """Write the results CSV under a temp name, then rename it; text that would run as a formula is neutralised."""
+    return write_csv(results, path)
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

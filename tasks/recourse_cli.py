@@ -22,23 +22,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="CSV of applicants: the data set's feature columns "
                         "(an optional applicant_id column names each row in the ledger)")
     parser.add_argument("--output", required=True, help="CSV to write: one answer row per input row")
-    parser.add_argument("--model-uri", default=None, help="default models:/genre-recourse@champion")
+    parser.add_argument("--model-uri", default=None, help="default: the genre-recourse version of the champion "
+                        "pair (genre-classifier@champion and the generator trained against it)")
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows per predict call")
 
 
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from tasks.serve import DEFAULT_MODEL_URI, resolve_registry
+    from tasks.artifacts import ArtifactError
+    from tasks.csv_safe import write_csv
+    from tasks.serve import champion_model_uri, resolve_registry
 
     path, out_path = Path(args.input), Path(args.output)
     people = _read(path)
     uri = resolve_registry()
     import mlflow.pyfunc
 
-    model_uri = args.model_uri or DEFAULT_MODEL_URI
+    # The champion pair as serving and monitoring resolve it; refused (MixedChampion) the same way too.
+    model_uri = args.model_uri or champion_model_uri()[0]
     try:
         model = mlflow.pyfunc.load_model(model_uri)
+    except ArtifactError as exc:  # the version exists, one of its files is damaged
+        raise RuntimeError(f"cannot load {model_uri} ({exc}); restore that file, or retrain to register a new "
+                           f"version") from exc
     except Exception as exc:  # MlflowException and friends: say where we looked and what to do
         raise RuntimeError(f"cannot load {model_uri} from the registry {uri} ({exc}); run `make run` (or the "
                            f"retrain flow) first, set GENRE_HOME / MLFLOW_TRACKING_URI, or pass --model-uri") from exc
@@ -55,10 +62,7 @@ def main(args: argparse.Namespace) -> int:
     answers = pd.concat(parts, ignore_index=True)
     if "applicant_id" in people.columns:
         answers.insert(0, "applicant_id", people["applicant_id"].to_numpy())
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    answers.to_csv(tmp, index=False)
-    tmp.replace(out_path)
+    write_csv(answers, out_path)  # text cells that a spreadsheet would run as formulas are neutralised
     counts = answers["status"].value_counts().to_dict()
     print(f"{len(answers)} rows answered by {model_uri} ({uri}): "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; written to {out_path}")

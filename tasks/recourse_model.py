@@ -13,7 +13,10 @@ The input signature types every feature as `Any` on purpose: MLflow enforces col
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,46 +27,93 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
-from genre.classifier import Classifier
-from genre.encoding import MinMaxEncoder
-from genre.generator import Generator
-from genre.sampler import GenRe, load_second_opinion
 from genre.serving import answer, answer_columns
+from tasks.artifacts import load_classifier, load_encoder, load_genre, load_json
 from tasks.pyfunc_models import PIP_REQUIREMENTS
-from tasks.registry import CHALLENGER, set_alias, set_tags
 from tasks.serving_ledger import LEDGER_SWITCH, ServingLedger, recording_enabled
-from tasks.settings import RECOURSE_MODEL, PipelineSettings
+from tasks.settings import GENERATOR_MODEL, RECOURSE_MODEL
 
 ID_COLUMN = "applicant_id"
+FOLLOW = "GENRE_SERVE_FOLLOW"  # seconds between checks of the champion pair; unset or 0: serve a pinned pair
+log = logging.getLogger(__name__)
 # Recourse needs SQLAlchemy for the ledger on top of what the other two models need.
 RECOURSE_REQUIREMENTS = [*PIP_REQUIREMENTS, "sqlalchemy==2.1.9"]
 
 
 class RecourseModel(mlflow.pyfunc.PythonModel):
-    """Artifacts: `classifier` (h), `encoder`, `genre` (generator + support + second opinion), `sampling`, `pair`."""
+    """Artifacts: `classifier` (h), `encoder`, `genre` (generator + support + second opinion), `sampling`, `pair`.
+
+    With `GENRE_SERVE_FOLLOW=<seconds>` (set by `make serve` / `tasks.serve`), a thread re-resolves the
+    champion pair every that many seconds (`registry.resolve_champion`, the rule batch recourse and
+    monitoring use) and swaps in the new pair's generator and classifier when it changed; while the champion
+    cannot be resolved (`MixedChampion`), requests are refused with that reason. Otherwise the model serves
+    the pair it was registered with.
+    """
 
     def load_context(self, context) -> None:
         a = context.artifacts
-        encoder = MinMaxEncoder.from_state_dict(json.loads(Path(a["encoder"]).read_text()))
-        support = json.loads((Path(a["genre"]) / "genre.json").read_text())["support"]
-        self.genre = GenRe(Generator.load(Path(a["genre"]) / "generator.pt"), encoder,
-                           Classifier.load(a["classifier"]), support=support,
-                           second_opinion=load_second_opinion(a["genre"]))
-        self.sampling = json.loads(Path(a["sampling"]).read_text())
-        self.pair = json.loads(Path(a["pair"]).read_text())
+        self._lock = threading.Lock()
+        self._refusal: str | None = None
+        self.genre = load_genre(a["genre"], encoder=load_encoder(a["encoder"]), classifier=load_classifier(a["classifier"]))
+        self.sampling = load_json(a["sampling"], "sampling settings")
+        self.pair = load_json(a["pair"], "pair versions")
         self.ledger = ServingLedger() if recording_enabled() else None
+        seconds = float(os.environ.get(FOLLOW, "0") or 0)
+        if seconds > 0:
+            threading.Thread(target=self._follow, args=(seconds,), name="follow-champion", daemon=True).start()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        out = answer(model_input, self.genre, **self.sampling)
+        with self._lock:  # one consistent pair per request, even while a new one is swapped in
+            genre, sampling, pair, refusal = self.genre, self.sampling, self.pair, self._refusal
+        if refusal is not None:
+            raise RuntimeError(refusal)
+        out = answer(model_input, genre, **sampling)
         ids = (model_input[ID_COLUMN].astype(str).tolist() if ID_COLUMN in model_input.columns else None)
         if self.ledger is not None:
-            out["ledger_id"] = self.ledger.record(model_input, out, spec=self.genre.spec, versions=self.pair,
-                                                  applicant_ids=ids)
+            out["ledger_id"] = self.ledger.record(model_input, out, spec=genre.spec, versions=pair, applicant_ids=ids)
         else:
             out["ledger_id"] = None
-        out["classifier_version"] = self.pair["classifier_version"]
-        out["generator_version"] = self.pair["generator_version"]
+        out["classifier_version"] = pair["classifier_version"]
+        out["generator_version"] = pair["generator_version"]
         return out.astype(object).where(out.notna(), None)
+
+    def _follow(self, seconds: float) -> None:
+        while True:
+            time.sleep(seconds)
+            try:
+                self.check_champion()
+            except Exception:  # the registry briefly unreachable, say: keep serving what we have
+                log.exception("could not check the champion; still serving classifier v%s + generator v%s",
+                              self.pair["classifier_version"], self.pair["generator_version"])
+
+    def check_champion(self) -> bool:
+        """Load the resolved champion pair if it differs from the one served; True when it changed."""
+        from tasks.registry import MixedChampion, resolve_champion
+
+        try:
+            champion = resolve_champion()
+        except MixedChampion as exc:
+            if self._refusal != str(exc):
+                log.warning("refusing requests: %s", exc)
+            with self._lock:
+                self._refusal = str(exc)
+            return False
+        if champion.classifier_version is None:
+            return False
+        wanted = {"classifier_version": champion.classifier_version, "generator_version": champion.generator_version}
+        if {k: self.pair[k] for k in wanted} == wanted and self._refusal is None:
+            return False
+        for warning in champion.warnings:
+            log.warning("%s", warning)
+        # The generator version's GenRe folder holds the generator, the h it was trained against (that is the
+        # classifier version) and its encoder: everything a pair needs, whether or not a recourse model bundles it.
+        adapter = mlflow.pyfunc.load_model(f"models:/{GENERATOR_MODEL}/{champion.generator_version}").unwrap_python_model()
+        with self._lock:
+            self.genre, self.sampling = adapter.genre, adapter.sampling
+            self.pair = {**wanted, "run_id": None}
+            self._refusal = None
+        log.warning("now serving the champion classifier v%s + generator v%s", *wanted.values())
+        return True
 
 
 def signature(spec) -> ModelSignature:
@@ -103,21 +153,18 @@ def recourse_artifacts(run_dir: Path, classifier_version: str, generator_version
 
 
 def register_recourse_model(run_id: str, run_dir: Path, example: pd.DataFrame, tags: dict[str, object],
-                            classifier_version: str, generator_version: str, settings: PipelineSettings) -> str:
-    """Log `genre-recourse` into the pair's run, tag it with the pair and make it `challenger`; its version."""
+                            classifier_version: str, generator_version: str) -> str:
+    """Log `genre-recourse` into the pair's active run and register it with its tags (the pair's versions
+    included) in one call; its version. The caller sets aliases once the run has finished."""
     artifacts = recourse_artifacts(run_dir, classifier_version, generator_version, run_id)
     adapter = RecourseModel()
     with _no_ledger():
         adapter.load_context(SimpleNamespace(artifacts=artifacts))
         spec = adapter.genre.spec
         example = example[list(spec.features)].reset_index(drop=True)
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="recourse", python_model=RecourseModel(), artifacts=artifacts, signature=signature(spec),
-                input_example=example, pip_requirements=RECOURSE_REQUIREMENTS, registered_model_name=RECOURSE_MODEL,
-            )
-    version = str(info.registered_model_version)
-    set_tags(RECOURSE_MODEL, version, {**tags, "classifier_version": classifier_version,
-                                       "generator_version": generator_version}, settings)
-    set_alias(RECOURSE_MODEL, CHALLENGER, version, settings)
-    return version
+        info = mlflow.pyfunc.log_model(
+            name="recourse", python_model=RecourseModel(), artifacts=artifacts, signature=signature(spec),
+            input_example=example, pip_requirements=RECOURSE_REQUIREMENTS,
+        )
+    tags = {**tags, "classifier_version": classifier_version, "generator_version": generator_version}
+    return str(mlflow.register_model(info.model_uri, RECOURSE_MODEL, tags={k: str(v) for k, v in tags.items()}).version)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 
@@ -33,6 +34,11 @@ def test_deploy_all_against_a_local_server(tmp_path):
         automations = subprocess.run([*local_server.PRELUDE, "automation", "ls"], env=env, capture_output=True,
                                      text=True, check=True, cwd=local_server.REPO).stdout
         assert "monitor__automation" in automations and "genre.classifier.promoted" in automations
+        inspected = subprocess.run([*local_server.PRELUDE, "deployment", "inspect", "retrain/retrain"], env=env,
+                                   capture_output=True, text=True, check=True, cwd=local_server.REPO).stdout
+        # Retrains never overlap: Prefect's own concurrency limit of 1 on the deployment, queueing the next.
+        assert re.search(r"'global_concurrency_limit': \{[^}]*'limit': 1,", inspected), inspected
+        assert "'collision_strategy': 'ENQUEUE'" in inspected, inspected
     finally:
         stopped = local_server.down(tmp_path)
     assert stopped == [f"server (pid {server})"]

@@ -238,13 +238,18 @@ def test_a_failed_monitoring_run_releases_its_claim(pipeline, tmp_path):
     assert monitor(version=c1)["status"] == "monitored"
 
 
-def test_issue_recourse_refuses_a_mixed_champion_pair(pipeline, tmp_path):
+def test_issue_recourse_resolves_a_mixed_alias_to_the_champion_classifier_and_its_generator(pipeline, tmp_path,
+                                                                                          caplog):
     from flows.issue_recourse import issue_recourse
 
     settings, versions = pipeline
-    (c1, _), (_, g2) = versions
-    # Someone points the generator's alias at a generator trained against another classifier.
+    (c1, g1), (_, g2) = versions
+    # Someone points the generator's alias at a generator trained against another classifier. The classifier's
+    # alias is the source of truth: recourse comes from classifier 1 and the generator trained against it, as
+    # serving and monitoring resolve it, with a warning; the generator's alias is realigned.
     MlflowClient(settings.mlflow_uri).set_registered_model_alias(GENERATOR_MODEL, "champion", g2)
-    with pytest.raises(RuntimeError, match=f"trained against classifier v{versions[1][0]}.*champion classifier v{c1}"):
-        issue_recourse(str(_applicants(tmp_path, n=5)), dataset="compas")
-    assert Ledger().entries().empty
+    summary = issue_recourse(str(_applicants(tmp_path, n=5)), dataset="compas")
+    assert (summary["classifier_version"], summary["generator_version"]) == (c1, g1)
+    assert f"{GENERATOR_MODEL}@champion is v{g2}, not a generator of the champion classifier v{c1}" in caplog.text
+    assert registry.champion_versions(settings) == (c1, g1)
+    assert set(Ledger().entries()["generator_version"]) <= {g1}

@@ -88,6 +88,19 @@ def test_each_row_gets_a_status_and_a_bad_row_only_marks_itself(genre, compas_se
     pd.testing.assert_frame_equal(out.iloc[[0, 6, 7]].reset_index(drop=True), alone)
 
 
+def test_reasons_quote_the_value_as_sent(genre, test_rows):
+    people = test_rows.head(3).astype(object).reset_index(drop=True)
+    people.loc[0, "age"] = "1e308"  # would wrap round to -9223372036854775808 as an int64
+    people.loc[1, "age"] = "1e18"  # a whole number int64 holds, far out of range
+    people.loc[2, "length_of_stay"] = " 99999 "
+    out = answer(people, genre, k=5)
+    assert out["status"].tolist() == ["invalid_input"] * 3
+    assert out["reason"][0] == "column 'age': '1e308' is too large for a whole number"
+    assert out["reason"][1].startswith("column 'age': '1e18' is outside the range the models were trained on [")
+    assert out["reason"][2].startswith("column 'length_of_stay': '99999' is outside the range")
+    assert not any("-9223372036854775808" in r for r in out["reason"])
+
+
 def test_an_applicant_gets_the_same_answer_alone_or_in_any_batch(genre, test_rows):
     people = test_rows.head(40)
     together = answer(people, genre, k=5)
