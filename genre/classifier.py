@@ -14,6 +14,7 @@ import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.utils.class_weight import compute_sample_weight
+from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -195,14 +196,18 @@ class SecondOpinion:
         y = (np.asarray(y) == 1).astype(np.int64)
         if len(np.unique(y)) < 2:
             raise ValueError("the second opinion needs both labels among the training rows")
-        self.model_ = HistGradientBoostingClassifier(**self.params).fit(np.asarray(X, dtype=np.float32), y)
+        # One OpenMP thread: on a shared 2-core machine the default pool spin-waits against the other jobs
+        # (a 0.3 s fit was measured taking 116 s under load), and these trees are small.
+        with threadpool_limits(1):
+            self.model_ = HistGradientBoostingClassifier(**self.params).fit(np.asarray(X, dtype=np.float32), y)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(n,) P(y = 1 | x) for encoded rows."""
         if not hasattr(self, "model_"):
             raise RuntimeError("SecondOpinion is not fitted: call fit(X_train, y_train) first")
-        return self.model_.predict_proba(np.asarray(X, dtype=np.float32))[:, 1]
+        with threadpool_limits(1):
+            return self.model_.predict_proba(np.asarray(X, dtype=np.float32))[:, 1]
 
 
 def oracle_labels(oracle: Oracle, X: np.ndarray, seed: int) -> np.ndarray:
