@@ -184,8 +184,10 @@ def format_table(report: dict) -> str:
     for g, c in report.get("checks", {}).items():
         lines.append(f"{g}: {c['speedup_vs_dice_random']:,.0f}x DiCE-random's recourses/s; "
                      f"validity above both DiCE: {c['validity_above_dice']}; "
-                     f"plausibility above both DiCE: {c['plausibility_above_dice']} -> "
-                     f"{'holds' if c['holds'] else 'does NOT hold'}")
+                     f"plausibility above both DiCE: {c['plausibility_above_dice']}; "
+                     f"validity above Wachter: {c.get('validity_above_wachter', '-')}; "
+                     f"plausibility above Wachter: {c.get('plausibility_above_wachter', '-')}; "
+                     f"at least 100x: {c['speedup_at_least_100x']} -> {'holds' if c['holds'] else 'does NOT hold'}")
     return "\n".join(lines)
 
 
