@@ -40,7 +40,7 @@ bench-peers: venv bench-deps
 # Issue 10: choose a data set's recipe on validation data carved from its training split (never the test split);
 # writes genre/recipes/$(DATASET).json and its search log docs/tuning/$(DATASET).json. Resumes from ~/.cache.
 tune: venv
-	.venv/bin/genre tune --dataset $(DATASET) 2>&1 | tee docs/tuning/$(DATASET).log
+	set -o pipefail; .venv/bin/genre tune --dataset $(DATASET) 2>&1 | tee docs/tuning/$(DATASET).log
 
 # The README's quality tables: every test negative, seeds 0-2 (judge, h and generator re-fit per seed), then the
 # decoding ablation on seed 0. Writes docs/results/<dataset>.json and <dataset>-ablation.json.
@@ -48,7 +48,7 @@ RESULT_METHODS ?= genre,genre-best,genre-mincost,genre-robust-mincost,nnr,wachte
 ABLATION_METHODS ?= genre,genre-paper-decoding,genre-no-observed-values,genre-no-keep-own,genre-no-clamp,genre-no-categorical-mask
 results: venv
 	mkdir -p docs/results
-	.venv/bin/genre evaluate --dataset $(DATASET) --n all --seeds 0,1,2 --methods $(RESULT_METHODS) --out docs/results/$(DATASET).json
+	set -o pipefail; .venv/bin/genre evaluate --dataset $(DATASET) --n all --seeds 0,1,2 --methods $(RESULT_METHODS) --out docs/results/$(DATASET).json 2>&1 | tee docs/results/$(DATASET).log
 	.venv/bin/genre evaluate --dataset $(DATASET) --n all --seed 0 --methods $(ABLATION_METHODS) --out docs/results/$(DATASET)-ablation.json
 
 # The optional `bench` extra (DiCE), without its unused heavy dependencies: see requirements-bench.txt.
