@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger
 
-from genre.datasets import get_spec
 from tasks.ledger_db import ledger_url
 from tasks.recourse import (
     generate_recourse,
@@ -27,6 +26,7 @@ from tasks.recourse import (
 )
 from tasks.reconcile import reconcile
 from tasks.settings import PIPELINE_SELECT_RULES, PipelineSettings
+from tasks.specs import resolve_spec
 
 
 @flow(name="issue-recourse", flow_run_name="issue-recourse-{dataset}")
@@ -49,7 +49,7 @@ def issue_recourse(
     """
     log = get_run_logger()
     settings = PipelineSettings.from_env()
-    spec = get_spec(dataset)
+    spec = resolve_spec(dataset, settings.home)
     path = Path(applicants)
     for warning in reconcile(settings)["warnings"]:
         log.warning("%s", warning)
