@@ -22,14 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     policy = ContractPolicy(args.range_tolerance, args.min_rows, args.duplicate_margin)
     for name in args.dataset:
         spec = get_spec(name)
-        folder = None
-        if is_spec_path(name):
+        if is_spec_path(name):  # a user's data set: under GENRE_HOME, where the flows look for it
             from tasks.settings import PipelineSettings
-            from tasks.specs import contracts_dir, resolve_spec
+            from tasks.specs import contract_for, resolve_spec
 
-            home = PipelineSettings.from_env().home
-            spec, folder = resolve_spec(name, home), contracts_dir(home)
-        path = save_suite(build_suite(spec, load_split(spec, "train"), policy), suite_path(spec.name, folder))
+            settings = PipelineSettings.from_env()
+            spec = resolve_spec(name, settings.home)
+            path = contract_for(spec, settings.home, settings.data_dir, policy=policy, rebuild=True)
+        else:
+            path = save_suite(build_suite(spec, load_split(spec, "train"), policy), suite_path(spec.name))
         print(f"{spec.name}: wrote {path}")
     return 0
 

@@ -71,25 +71,27 @@ def _register(spec: DatasetSpec, home: Path) -> Path:
     return path
 
 
-def contract_for(spec: DatasetSpec, home: Path, data_dir: Path | None = None, log=None) -> Path:
+def contract_for(spec: DatasetSpec, home: Path, data_dir: Path | None = None, log=None, *, policy=None,
+                 rebuild: bool = False) -> Path:
     """The data contract (GX suite file) a batch of `spec` must meet.
 
     Built-in data sets: the reviewed `data_contracts/<name>.json`. A user's spec: `<home>/contracts/<name>.json`,
-    built from the spec and its training split the first time, and rebuilt when either changes."""
-    from data_contracts.suite import build_suite, save_suite, suite_path
+    built from the spec and its training split the first time (default `ContractPolicy`, or `policy`), and
+    rebuilt when either changes or `rebuild` is set (`python -m data_contracts build --dataset SPEC_FILE`)."""
+    from data_contracts.suite import ContractPolicy, build_suite, save_suite, suite_path
 
     if spec.name in BUILTIN and BUILTIN[spec.name] == spec:
         return suite_path(spec.name)
     train_file = resolve_file(spec, "train", data_dir)
     source = hashlib.sha256((json.dumps(spec.to_dict(), sort_keys=True) + file_sha256(train_file)).encode()).hexdigest()
     path = suite_path(spec.name, contracts_dir(home))
-    if path.exists():
+    if path.exists() and not rebuild:
         try:
             if json.loads(path.read_text()).get("meta", {}).get("source_sha256") == source:
                 return path
         except ValueError:
             pass  # a damaged contract file is rebuilt below
-    suite = build_suite(spec, load_split(spec, "train", data_dir))
+    suite = build_suite(spec, load_split(spec, "train", data_dir), policy or ContractPolicy())
     suite.meta["source_sha256"] = source
     suite.meta["built_from"] = {"spec": spec.name, "train_file": str(train_file)}
     save_suite(suite, path)

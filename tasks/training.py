@@ -81,13 +81,15 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     classifier = Classifier.load(run_dir / "classifier.pt")
     chosen = load_recipe(spec.name, spec.d, rows=len(train))
     model_cfg = replace(chosen.generator, **training.generator_model)
-    overrides = {**training.generator_train, "epochs": training.generator_epochs,
-                 "patience": training.generator_patience, "seed": training.seed}
+    overrides = {**training.generator_train, "patience": training.generator_patience, "seed": training.seed}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    # The config's generator_epochs caps the recipe's epochs (two pairs per `make run`), never raises them.
+    if training.generator_epochs is not None and training.generator_epochs < chosen.train.epochs:
+        overrides["epochs"] = training.generator_epochs
     train_cfg = replace(chosen.train, **overrides)
     # Which recipe, and from where: a tuned file, or the default sized to these rows (and any config overrides).
     changed = sorted(training.generator_model) + sorted(k for k in overrides if k != "seed")
-    source = chosen.source + (f"; overridden by the pipeline config: {changed}" if changed else "")
+    source = chosen.source + (f"; the pipeline config sets {changed}" if changed else "")
     get_run_logger().info("generator recipe for '%s': %s; generator %s; training epochs %d, batch %d, patience %s, "
                           "lr %g, lambda %g", spec.name, source, asdict(model_cfg), train_cfg.epochs,
                           train_cfg.batch_size, train_cfg.patience, train_cfg.lr, train_cfg.pairs.lam)

@@ -64,3 +64,17 @@ def test_the_contract_is_built_under_home_and_rebuilt_when_the_data_changes(spec
     load_split(COMPAS, "train").head(400).to_csv(spec.train_file, index=False)
     contract_for(spec, home)
     assert json.loads(path.read_text())["meta"]["reference_rows"] == 400
+
+
+def test_the_build_command_writes_a_spec_files_contract_under_genre_home(spec_file, tmp_path, monkeypatch):
+    from data_contracts.__main__ import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("GENRE_HOME", str(home))
+    assert main(["build", "--dataset", str(spec_file), "--min-rows", "50"]) == 0
+    path = home / "contracts" / "owncompas.json"
+    assert json.loads(path.read_text())["meta"]["policy"]["min_rows"] == 50
+    assert not (SUITE_DIR / "owncompas.json").exists()
+    # The flows use that contract as it is (same spec and data), policy included.
+    assert contract_for(resolve_spec(str(spec_file), home), home) == path
+    assert json.loads(path.read_text())["meta"]["policy"]["min_rows"] == 50
