@@ -78,3 +78,12 @@ def test_the_build_command_writes_a_spec_files_contract_under_genre_home(spec_fi
     # The flows use that contract as it is (same spec and data), policy included.
     assert contract_for(resolve_spec(str(spec_file), home), home) == path
     assert json.loads(path.read_text())["meta"]["policy"]["min_rows"] == 50
+
+
+def test_make_deploy_refuses_a_missing_spec_before_starting_anything(tmp_path, monkeypatch):
+    from flows.local_server import local_dir, main
+
+    monkeypatch.setenv("GENRE_HOME", str(tmp_path / "home"))
+    with pytest.raises(SpecNotFound, match="spec file not found: .*nowhere.yaml"):
+        main(["up", "--dataset", str(tmp_path / "nowhere.yaml")])
+    assert not local_dir(tmp_path / "home").exists()  # no server, pool or worker was started
