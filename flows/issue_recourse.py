@@ -22,6 +22,7 @@ from tasks.recourse import (
     record_recourse,
     results_table,
     score_applicants,
+    whole_as_integers,
     write_results,
 )
 from tasks.reconcile import reconcile
@@ -66,7 +67,7 @@ def issue_recourse(
     )
     issued = ledger_entries(pair, spec, table, ids, score, batch)
     ledger_ids = record_recourse(ledger_url(settings.home), issued, new_batch_id(path)) if issued else []
-    results = results_table(ids, table, score, batch, ledger_ids)
+    results = results_table(ids, whole_as_integers(table, pair.encoder), score, batch, ledger_ids)
     out_path = write_results(results, Path(out) if out else path.with_suffix(".recourse.csv"))
     summary = {
         "applicants": len(table),

@@ -94,7 +94,8 @@ def load_recipe(dataset: str, d: int, directory: Path | None = None, rows: int |
     `source` says which, and why."""
     path = (directory or RECIPE_DIR) / f"{dataset}.json"
     if not path.exists():
-        hint = f"no tuned recipe at {path}; `genre tune --dataset <name or spec file>` writes one"
+        hint = (f"no tuned recipe at {path}; `genre tune --dataset {dataset}` (a data set of your own: "
+                f"`--dataset <its spec file>`) writes one")
         if rows is None:
             return Recipe(GeneratorConfig(d=d, **SMALL), TrainConfig(), Sampling(), Sampling(),
                           source=f"default ({hint})")

@@ -159,6 +159,16 @@ def write_results(results: pd.DataFrame, path: Path) -> Path:
     return write_csv(results, path)
 
 
+def whole_as_integers(table: pd.DataFrame, encoder) -> pd.DataFrame:
+    """The applicants' own values, with features that were whole in training written as integers when every
+    value sent is whole (30.0 -> 30); any other value is shown exactly as sent."""
+    out = table.copy()
+    for f, places in zip(encoder.spec.features, getattr(encoder, "decimals_", None) or []):
+        if places == 0 and out[f].dtype.kind == "f" and bool((out[f] % 1 == 0).all()):
+            out[f] = out[f].astype(np.int64)
+    return out
+
+
 def records(frame: pd.DataFrame) -> list[dict]:
     """Rows as JSON-ready dicts of Python ints, floats and strings (the applicant's units)."""
     return json.loads(frame.to_json(orient="records"))

@@ -95,6 +95,7 @@ def test_make_run_story_on_a_spec_file(tmp_path, prefect_harness, pipeline_home,
         issued = issued[issued["status"] == "recourse_issued"]
         for f in ("age", "priors_count", "length_of_stay"):
             assert len(issued) and issued[f"recourse.{f}"].str.fullmatch(WHOLE).all(), issued[f"recourse.{f}"].head()
+            assert issued[f].str.fullmatch(WHOLE).all(), issued[f].head()  # the applicant's own values too
         applicants = load_split(get_spec(spec_path), "test")[list(get_spec(spec_path).features)].head(60)
         src, dst = tmp_path / "people.csv", tmp_path / "answers.csv"
         applicants.to_csv(src, index=False)

@@ -102,3 +102,4 @@ def test_already_favourable_warning():
     assert already_favourable_warning(0.2, 100) is None and already_favourable_warning(0.9, 0) is None
     text = already_favourable_warning(0.79, 200)
     assert "79.0%" in text and "validity is uninformative" in text
+

@@ -87,3 +87,20 @@ def test_make_deploy_refuses_a_missing_spec_before_starting_anything(tmp_path, m
     with pytest.raises(SpecNotFound, match="spec file not found: .*nowhere.yaml"):
         main(["up", "--dataset", str(tmp_path / "nowhere.yaml")])
     assert not local_dir(tmp_path / "home").exists()  # no server, pool or worker was started
+
+
+def test_applicants_whole_values_are_shown_as_integers():
+    import numpy as np
+
+    from genre.encoding import MinMaxEncoder
+    from tasks.recourse import whole_as_integers
+
+    raw = load_split(COMPAS, "train").head(50)[list(COMPAS.features)]
+    spec = COMPAS.__class__.from_dict(COMPAS.to_dict() | {"name": "own", "integer": []})
+    frame = raw.astype({"age": float, "priors_count": float})
+    encoder = MinMaxEncoder(spec).fit(frame)
+    shown = whole_as_integers(frame, encoder)
+    assert shown["age"].dtype == np.int64 and shown["age"].tolist() == raw["age"].tolist()
+    sent = frame.copy()
+    sent.loc[0, "age"] = 30.5  # a fraction: every value of that column shown as sent
+    assert whole_as_integers(sent, encoder)["age"].dtype == np.float64
