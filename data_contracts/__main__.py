@@ -1,10 +1,13 @@
-"""`python -m data_contracts build [--dataset NAME|SPEC_FILE ...]`: (re)write the suites from spec + training split."""
+"""`python -m data_contracts build [--dataset NAME|SPEC_FILE ...]`: (re)write the suites from spec + training split.
+
+A built-in name rewrites the reviewed `data_contracts/<name>.json`; a spec file's contract goes to
+`<GENRE_HOME>/contracts/<name>.json` (the pipeline builds that one itself when it first needs it)."""
 from __future__ import annotations
 
 import argparse
 
 from data_contracts.suite import ContractPolicy, build_suite, save_suite, suite_path
-from genre.datasets import BUILTIN, get_spec, load_split
+from genre.datasets import BUILTIN, get_spec, is_spec_path, load_split
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     policy = ContractPolicy(args.range_tolerance, args.min_rows, args.duplicate_margin)
     for name in args.dataset:
         spec = get_spec(name)
-        path = save_suite(build_suite(spec, load_split(spec, "train"), policy), suite_path(spec.name))
+        if is_spec_path(name):  # a user's data set: under GENRE_HOME, where the flows look for it
+            from tasks.settings import PipelineSettings
+            from tasks.specs import contract_for, resolve_spec
+
+            settings = PipelineSettings.from_env()
+            spec = resolve_spec(name, settings.home)
+            path = contract_for(spec, settings.home, settings.data_dir, policy=policy, rebuild=True)
+        else:
+            path = save_suite(build_suite(spec, load_split(spec, "train"), policy), suite_path(spec.name))
         print(f"{spec.name}: wrote {path}")
     return 0
 

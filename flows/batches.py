@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from genre.datasets import DatasetSpec
+from genre.encoding import observed_decimals
 
 
 def partition_test(test: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
@@ -39,7 +40,9 @@ def shifted_batch(source: pd.DataFrame, train: pd.DataFrame, spec: DatasetSpec, 
         lo, hi = train[f].min(), train[f].max()
         moved = out[f] + 0.25 * (hi - lo) * rng.uniform(0.5, 1.0, len(out))
         moved = moved.clip(lo, hi)
-        out[f] = np.rint(moved).astype(np.int64) if f in spec.integer else moved
+        # At the column's own precision: whole numbers stay whole even when the spec does not say `integer`.
+        places = 0 if f in spec.integer else spec.decimals.get(f, observed_decimals(train[f].to_numpy(dtype=float)))
+        out[f] = np.rint(moved).astype(np.int64) if places == 0 else moved.round(places)
     return out
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from data_contracts.suite import suite_path
-from genre.datasets import DatasetSpec, get_spec
+from genre.datasets import DatasetSpec
 from tasks.ingest import (
     DEFERRED,
     VANISHED,
@@ -26,14 +25,16 @@ from tasks.ingest import (
     quarantine_batch,
 )
 from tasks.settings import PipelineSettings
+from tasks.specs import contract_for, resolve_spec
 from tasks.store import is_ingested
 
 
 @flow(name="ingest", flow_run_name="ingest-{dataset}")
 def ingest(dataset: str = "compas", incoming: str | None = None, config: str | None = None) -> list[dict]:
-    """Validate each incoming batch; pass -> store, fail or unreadable -> quarantine, seen before -> no-op."""
+    """Validate each incoming batch; pass -> store, fail or unreadable -> quarantine, seen before -> no-op.
+    `dataset`: a built-in name, a spec file, or the name of a spec file used before (`tasks.specs`)."""
     settings = PipelineSettings.from_env(config)
-    spec = get_spec(dataset)
+    spec = resolve_spec(dataset, settings.home)
     paths = list_batches(Path(incoming) if incoming else settings.incoming(spec.name))
     writers = open_for_writing(paths)
     outcomes = []
@@ -67,7 +68,7 @@ def _ingest_one(path: Path, writer: int | None, spec: DatasetSpec, settings: Pip
         archived = archive_batch(path, settings.processed(spec.name))
         log.info("%s: content %s already in the store, nothing appended", path.name, content_hash[:16])
         return {"file": path.name, "status": "duplicate", "hash": content_hash, "archived": str(archived)}
-    report = check_batch(path, spec, suite_path(spec.name))
+    report = check_batch(path, spec, contract_for(spec, settings.home, settings.data_dir, log))
     if fingerprint(path) != before:
         return {"file": path.name, "status": DEFERRED,
                 "reason": f"{path.name} changed while it was being read (still being written); it stays in "

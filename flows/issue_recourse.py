@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger
 
-from genre.datasets import get_spec
 from tasks.ledger_db import ledger_url
 from tasks.recourse import (
     generate_recourse,
@@ -23,10 +22,12 @@ from tasks.recourse import (
     record_recourse,
     results_table,
     score_applicants,
+    whole_as_integers,
     write_results,
 )
 from tasks.reconcile import reconcile
 from tasks.settings import PIPELINE_SELECT_RULES, PipelineSettings
+from tasks.specs import resolve_spec
 
 
 @flow(name="issue-recourse", flow_run_name="issue-recourse-{dataset}")
@@ -49,7 +50,7 @@ def issue_recourse(
     """
     log = get_run_logger()
     settings = PipelineSettings.from_env()
-    spec = get_spec(dataset)
+    spec = resolve_spec(dataset, settings.home)
     path = Path(applicants)
     for warning in reconcile(settings)["warnings"]:
         log.warning("%s", warning)
@@ -66,7 +67,7 @@ def issue_recourse(
     )
     issued = ledger_entries(pair, spec, table, ids, score, batch)
     ledger_ids = record_recourse(ledger_url(settings.home), issued, new_batch_id(path)) if issued else []
-    results = results_table(ids, table, score, batch, ledger_ids)
+    results = results_table(ids, whole_as_integers(table, pair.encoder), score, batch, ledger_ids)
     out_path = write_results(results, Path(out) if out else path.with_suffix(".recourse.csv"))
     summary = {
         "applicants": len(table),

@@ -133,6 +133,13 @@ def down(home: Path) -> list[str]:
 def up(home: Path, port: int, dataset: str) -> None:
     if (local_dir(home) / "server.pid").exists():
         raise SystemExit(f"a local server is recorded in {local_dir(home)}: run `make stop` first")
+    from genre.datasets import is_spec_path
+    from tasks.specs import resolve_spec
+
+    if is_spec_path(dataset):  # the worker runs in the repository: give it the file's absolute path
+        dataset = str(Path(dataset).expanduser().resolve())
+    spec = resolve_spec(dataset, home)  # a bad spec fails here, not in the first scheduled run
+    print(f"data set '{spec.name}' ({dataset})")
     env = prefect_env(home, port, dataset)
     server = start_server(home, port, env)
     result = deploy_all(env)

@@ -6,7 +6,11 @@ SQLite under the story's folder).
 2. a shifted batch of held-out rows (see `flows/batches.py`) arrives: ingested, retrained, promoted, then
    monitored (data drift, prediction drift, and how many issued recourses survive the new h);
 3. a corrupted batch arrives: quarantined with its summary, the champion unchanged.
-Each run gets its own folder `<GENRE_HOME>/story-<dataset>-<time>`, so earlier runs are kept.
+Each run gets its own folder `<GENRE_HOME>/story-<name>-<time>`, so earlier runs are kept.
+
+`--dataset` is a built-in name or a spec file (YAML/JSON, see README "Your own data set"): the spec is kept
+under the story's folder (`specs/<name>.json`), its data contract built there, and every folder is named
+after the spec's `name`.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from genre.datasets import get_spec, load_split
+from genre.datasets import get_spec, is_spec_path, load_split
 
 # The shifted batch is a tenth of the training split (at least 500 rows), so its shift shows in the
 # drift of the training store on adult's 36k rows too, not only on compas' 4.6k.
@@ -40,9 +44,10 @@ def story(dataset: str, home: Path, config: str | None = None) -> dict:
     from flows.retrain import retrain
     from tasks.registry import champion_versions
     from tasks.settings import PipelineSettings
+    from tasks.specs import resolve_spec
 
     settings = PipelineSettings.from_env(config)
-    spec = get_spec(dataset)
+    spec = resolve_spec(dataset, settings.home)  # a spec file is registered under the story's folder
     train, test = load_split(spec, "train", settings.data_dir), load_split(spec, "test", settings.data_dir)
     parts = partition_test(test, settings.training.seed)
     incoming = settings.incoming(spec.name)
@@ -84,8 +89,12 @@ def summary(out: dict) -> str:
         lines.append(f"  h: accuracy {fig['accuracy']:.3f}, AUC {fig['auc']:.3f}; recourse (n={fig.get('n', 0)}): "
                      f"cost {fig['cost']:.3f}, validity {fig['validity']:.3f}, validity under h "
                      f"{fig['validity_classifier']:.3f}, plausibility {fig['plausibility']:.3f}")
+        if "factuals_already_favourable" in fig:
+            lines.append(f"  factuals already favourable to the judge: {fig['factuals_already_favourable']:.1%}")
         for g in r["gates"]:
             lines.append(f"  gate {g['name']:<24} {g['figure']:.3f} >= {g['threshold']:.3f}  {'pass' if g['passed'] else 'FAIL'}")
+            if g.get("warning"):
+                lines.append(f"    {g['warning']}")
     rec = out["recourse"]
     lines.append(f"recourse issued: {rec['issued']} of {rec['rejected']} rejected applicants (of {rec['applicants']}), "
                  f"mean cost {rec['mean_cost'] if rec['mean_cost'] is None else round(rec['mean_cost'], 3)}, "
@@ -125,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="compas")
     parser.add_argument("--config", help="pipeline config YAML (default configs/pipeline.yaml)")
     args = parser.parse_args(argv)
+    dataset = str(Path(args.dataset).expanduser().resolve()) if is_spec_path(args.dataset) else args.dataset
+    name = get_spec(dataset).name  # "spec file not found: <path>" before any folder is made
     root = Path(os.environ.get("GENRE_HOME", ".genre")).resolve()
-    home = root / f"story-{args.dataset}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    out = story(args.dataset, home, args.config)
+    home = root / f"story-{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    out = story(dataset, home, args.config)
     text = summary(out)
     (home / "summary.txt").write_text(text + "\n")
     (home / "summary.json").write_text(json.dumps(out, indent=1, default=str))

@@ -152,9 +152,9 @@ def monitor(version: str | None = None) -> dict:
 
 def _monitor_claimed(version: str, generator_version: str, warnings: list[str], settings: PipelineSettings,
                      url: str) -> dict:
-    from genre.datasets import get_spec
+    from tasks.specs import resolve_spec
 
-    spec = get_spec(dataset_of(version, settings))
+    spec = resolve_spec(dataset_of(version, settings), settings.home)
     out_dir = settings.reports / version
     previous = mon.previous_version(url, CLASSIFIER_MODEL, spec.name)
     new = load_classifier(version, settings)

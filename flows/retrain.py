@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger
 
-from genre.datasets import get_spec
 from tasks.faults import fault_point
 from tasks.gates import champion_figures, check_gates
 from tasks.liveness import RetrainLock
 from tasks.promote import gate_tags, mark_challenger, promote_pair
 from tasks.reconcile import reconcile
 from tasks.settings import PipelineSettings
+from tasks.specs import resolve_spec
 from tasks.tracking import end_run, log_and_register, start_retrain_run
 from tasks.training import (
     evaluate_classifier,
@@ -38,7 +38,7 @@ def retrain(dataset: str = "compas", config: str | None = None) -> dict:
     """Train, evaluate, register and (if every gate passes) promote a classifier/generator pair."""
     log = get_run_logger()
     settings = PipelineSettings.from_env(config)
-    spec = get_spec(dataset)
+    spec = resolve_spec(dataset, settings.home)
     timeout = os.environ.get(LOCK_TIMEOUT)
     with RetrainLock(settings.home).held(timeout=float(timeout) if timeout else None, log=log):
         cleaned = reconcile(settings, holding_retrain_lock=True)
@@ -75,6 +75,8 @@ def _train_and_register(spec, snap, run_id: str, settings: PipelineSettings) -> 
     passed = all(g["passed"] for g in gates) and gv is not None
     for g in gates:
         log.info("gate %-24s %.3f vs %.3f: %s", g["name"], g["figure"], g["threshold"], "pass" if g["passed"] else "FAIL")
+        if g.get("warning"):
+            log.warning("gate %s: %s", g["name"], g["warning"])
     if passed:
         promote_pair(cv, gv, snap.data_hash, settings)
         log.info("champion is now classifier v%s + generator v%s", cv, gv)

@@ -66,6 +66,9 @@ class DatasetSpec:
     favourable_label: int = 1
     train_file: str = ""
     test_file: str = ""
+    # Decimal places a recourse is written with, per numeric feature (`{feature: places}`); a feature not
+    # listed keeps the precision seen in its training values (see `MinMaxEncoder.fit`).
+    decimals: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Accept lists from YAML/JSON but keep the frozen spec hashable-ish and immutable.
@@ -74,6 +77,7 @@ class DatasetSpec:
         object.__setattr__(
             self, "categorical", {k: tuple(str(c) for c in v) for k, v in dict(self.categorical).items()}
         )
+        object.__setattr__(self, "decimals", {k: int(v) for k, v in dict(self.decimals or {}).items()})
         known = set(self.features)
         for group in ("immutable", "integer", "increase_only", "decrease_only"):
             unknown = [f for f in getattr(self, group) if f not in known]
@@ -82,6 +86,12 @@ class DatasetSpec:
         unknown = [f for f in self.categorical if f not in known]
         if unknown:
             raise ValueError(f"spec '{self.name}': categorical names unknown features {unknown}")
+        wrong = [f for f in self.decimals if f not in known or f in self.categorical]
+        if wrong:
+            raise ValueError(f"spec '{self.name}': decimals names features that are not numeric features {wrong}")
+        negative = [f for f, v in self.decimals.items() if v < 0]
+        if negative:
+            raise ValueError(f"spec '{self.name}': decimals must be 0 or more, got {negative}")
         if self.target in known:
             raise ValueError(f"spec '{self.name}': the target '{self.target}' is also listed as a feature")
         both = set(self.increase_only) & set(self.decrease_only)
@@ -107,6 +117,8 @@ class DatasetSpec:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["categorical"] = {k: list(v) for k, v in self.categorical.items()}
+        if not self.decimals:
+            out.pop("decimals")  # older readers (saved encoders, registered models) do not know the field
         for k, v in out.items():
             if isinstance(v, tuple):
                 out[k] = list(v)
@@ -118,8 +130,11 @@ class DatasetSpec:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "DatasetSpec":
-        """Read a spec from YAML or JSON; relative data file paths resolve against the spec's folder."""
+        """Read a spec from YAML or JSON. A relative `train_file` / `test_file` resolves against the folder the
+        spec file is in (not the current directory); an absolute one is used as it is."""
         path = Path(path)
+        if not path.is_file():
+            raise SpecNotFound(f"spec file not found: {path.resolve()}")
         text = path.read_text()
         if path.suffix.lower() in {".yaml", ".yml"}:
             import yaml
@@ -192,12 +207,26 @@ HELOC = DatasetSpec(
 BUILTIN: dict[str, DatasetSpec] = {s.name: s for s in (ADULT, COMPAS, HELOC)}
 
 
+class SpecNotFound(ValueError):
+    """A spec file path that does not exist (a ValueError, like an unknown data set name)."""
+
+
+SPEC_SUFFIXES = {".yaml", ".yml", ".json"}
+
+
+def is_spec_path(name_or_path: str | Path) -> bool:
+    """True for what names a spec file (a .yaml/.yml/.json suffix or a folder separator), not a built-in name."""
+    text = str(name_or_path)
+    return Path(text).suffix.lower() in SPEC_SUFFIXES or "/" in text or os.sep in text
+
+
 def get_spec(name_or_path: str | Path) -> DatasetSpec:
-    """A built-in spec by name, or a user's spec from a YAML/JSON file."""
+    """A built-in spec by name, or a user's spec from a YAML/JSON file ("spec file not found: <path>" when a
+    path does not exist)."""
     if str(name_or_path) in BUILTIN:
         return BUILTIN[str(name_or_path)]
     path = Path(name_or_path)
-    if path.suffix.lower() in {".yaml", ".yml", ".json"} and path.exists():
+    if is_spec_path(name_or_path):
         return DatasetSpec.from_file(path)
     raise ValueError(
         f"unknown data set '{name_or_path}': use one of {sorted(BUILTIN)} or a path to a spec file (.yaml/.json)"

@@ -17,6 +17,8 @@ class MinMaxEncoder:
     Categorical feature with categories c_0..c_{K-1} (spec order) -> code k -> k / (K - 1).
     Numeric feature -> (x - min_) / range_ with min and max of the training table.
     `inverse_transform` returns the original units: categories as strings, integer features as int64.
+    `to_units` also writes each numeric feature at its precision (`decimals_`): the spec's `decimals`, else
+    the decimal places seen in the training values (0 places: an int64 column).
     """
 
     def __init__(self, spec: DatasetSpec):
@@ -37,6 +39,10 @@ class MinMaxEncoder:
                 ranges.append(hi - lo if hi > lo else 1.0)
         self.min_ = np.array(mins, dtype=np.float64)
         self.range_ = np.array(ranges, dtype=np.float64)
+        self.decimals_ = [None if f in self.spec.categorical else
+                          0 if f in self.spec.integer else
+                          self.spec.decimals.get(f, observed_decimals(X[f].to_numpy(dtype=np.float64)))
+                          for f in self.spec.features]
         return self
 
     def _check(self) -> None:
@@ -80,6 +86,28 @@ class MinMaxEncoder:
                 out[f] = pd.Series(raw[:, j])
         return pd.DataFrame(out)
 
+    def in_units(self, table: pd.DataFrame) -> pd.DataFrame:
+        """A feature table written at each numeric feature's precision: 0 places as int64, else rounded.
+        An encoder saved before precisions were recorded returns the table unchanged."""
+        decimals = getattr(self, "decimals_", None)
+        if decimals is None:
+            return table
+        out = table.copy()
+        for f, places in zip(self.spec.features, decimals):
+            if places is None or f not in out.columns:
+                continue
+            values = out[f].to_numpy(dtype=np.float64)
+            out[f] = np.rint(values).astype(np.int64) if places == 0 else np.round(values, places)
+        return out
+
+    def to_units(self, Z: np.ndarray) -> pd.DataFrame:
+        """`inverse_transform` at the data's own precision (see `in_units`): what a user is shown."""
+        return self.in_units(self.inverse_transform(Z))
+
+    def snap_units(self, Z: np.ndarray) -> np.ndarray:
+        """Encoded rows moved to the values `to_units` writes, so what is judged is what is shown."""
+        return self.transform(self.to_units(Z))
+
     # ---- helpers for recourse methods ----------------------------------------------------------
     def category_levels(self) -> dict[int, np.ndarray]:
         """Feature index -> the encoded values its categories take (k / (K - 1))."""
@@ -100,11 +128,31 @@ class MinMaxEncoder:
 
     def state_dict(self) -> dict:
         self._check()
-        return {"spec": self.spec.to_dict(), "min": self.min_.tolist(), "range": self.range_.tolist()}
+        state = {"spec": self.spec.to_dict(), "min": self.min_.tolist(), "range": self.range_.tolist()}
+        if getattr(self, "decimals_", None) is not None:
+            state["decimals"] = list(self.decimals_)
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "MinMaxEncoder":
         enc = cls(DatasetSpec.from_dict(state["spec"]))
         enc.min_ = np.asarray(state["min"], dtype=np.float64)
         enc.range_ = np.asarray(state["range"], dtype=np.float64)
+        if state.get("decimals") is not None:
+            enc.decimals_ = [None if v is None else int(v) for v in state["decimals"]]
         return enc
+
+
+MAX_DECIMALS = 6
+
+
+def observed_decimals(values: np.ndarray, most: int = MAX_DECIMALS) -> int:
+    """The fewest decimal places (0..`most`) that write every value as it was read, e.g. 2 for 12.25 and
+    3.1; `most` for values with more (float noise, or truly continuous measurements)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    for places in range(most + 1):
+        scaled = values * 10.0**places
+        if np.all(np.abs(scaled - np.rint(scaled)) <= 1e-9 * np.maximum(1.0, np.abs(scaled))):
+            return places
+    return most

@@ -15,7 +15,7 @@ import numpy as np
 
 from genre.datasets import DatasetSpec, get_spec
 from genre.methods import get_method
-from genre.metrics import setup_metrics
+from genre.metrics import already_favourable_warning, setup_metrics
 from genre.protocol import ProtocolSetup, load_protocol
 
 COLUMNS = ("method", "cost", "validity", "validity_classifier", "plausibility", "score",
@@ -43,7 +43,8 @@ def evaluate(setup: ProtocolSetup, methods: list[str], n: int | None = 200, seed
         row["recourses_per_second"] = len(factuals) / elapsed if elapsed > 0 else float("inf")
         results.append(row)
     return {"dataset": setup.spec.name, "n": len(factuals), "n_requested": "all" if n is None else n, "seed": seed,
-            "factuals_already_favourable": already, "results": results}
+            "factuals_already_favourable": already,
+            "validity_warning": already_favourable_warning(already, len(factuals)), "results": results}
 
 
 def aggregate(reports: list[dict]) -> dict:
@@ -126,6 +127,8 @@ def main(args: argparse.Namespace) -> int:
         reports.append(report)
         print(f"{spec.name}: {report['n']} factuals ({'all test negatives' if args.n is None else 'random'}), seed {seed}; "
               f"{report['factuals_already_favourable']:.1%} of them are already favourable to the judge")
+        if report["validity_warning"]:
+            print(report["validity_warning"])
         print(format_table(report))
     out: dict = reports[0] if len(reports) == 1 else {"per_seed": reports, "mean": aggregate(reports)}
     if len(reports) > 1:

@@ -38,6 +38,20 @@ class PlausibilityScorer:
         return self.lof_.predict(np.asarray(X, dtype=np.float64)) == 1
 
 
+# Above this share of factuals the judge already accepts, validity says little about a recourse method.
+ALREADY_FAVOURABLE_WARN = 0.5
+
+
+def already_favourable_warning(share: float, n: int) -> str | None:
+    """A plain warning when most factuals (rows h rejects) are already favourable to the judge, else None."""
+    if n == 0 or not share > ALREADY_FAVOURABLE_WARN:
+        return None
+    return (f"WARNING: {share:.1%} of the {n} factuals h rejects are already favourable to the judge (more than "
+            f"{ALREADY_FAVOURABLE_WARN:.0%}): the judge accepts them unchanged, so validity is uninformative here; "
+            f"compare methods on cost, validity under h and plausibility instead (an imbalanced data set, or an h "
+            f"far stricter than the judge)")
+
+
 def cost(factuals: np.ndarray, recourses: np.ndarray) -> np.ndarray:
     """(n,) L1 distance in the encoded space, summed over features."""
     return np.abs(np.asarray(recourses, np.float64) - np.asarray(factuals, np.float64)).sum(axis=1)

@@ -36,7 +36,7 @@ def generator_dir(setup, config: GeneratorConfig, train: TrainConfig) -> Path:
 def load_or_train(setup, *, progress: bool = True, config: GeneratorConfig | None = None,
                   train: TrainConfig | None = None) -> GenRe:
     """The cached GenRe of a `genre.protocol.ProtocolSetup`, trained on h's own labels on first use."""
-    default_cfg, default_train = recipe(setup.spec.name, setup.spec.d)
+    default_cfg, default_train = recipe(setup.spec.name, setup.spec.d, rows=len(setup.X_train))
     # The generator's seed follows the set-up's, as `genre train --seed` does, so both share one cache.
     config, train = config or default_cfg, train or replace(default_train, seed=setup.seed)
     directory = generator_dir(setup, config, train)

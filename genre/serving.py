@@ -139,19 +139,22 @@ def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1,
             recourse[rejected] = genre.generate(
                 encoded[rejected], k=k, temperature=temperature, select=select, seed=seed, monotone=monotone,
                 row_seeds=row_seeds(factual_rows[rejected]))
+            # Judged as written: the data's own units and precision (whole numbers stay whole).
+            recourse[rejected] = encoder.snap_units(recourse[rejected])
         prob = np.where(rejected, h.predict_proba(recourse), score)
         cost = np.abs(recourse - encoded).sum(1)
-        table = encoder.inverse_transform(recourse)
+        table = encoder.to_units(recourse)
+        factual_units = encoder.in_units(factual_rows)
         for pos, i in enumerate(idx):
             out["score"][i] = float(score[pos])
             out["probability"][i] = float(prob[pos])
             if not rejected[pos]:
                 out["status"][i], out["cost"][i], out["changed"][i] = FAVOURABLE, 0.0, "[]"
-                _fill(out, spec, i, factual_rows.iloc[pos])
+                _fill(out, spec, i, factual_units, pos)
             elif prob[pos] > 0.5:
                 out["status"][i], out["cost"][i] = OK, float(cost[pos])
-                _fill(out, spec, i, table.iloc[pos])
-                out["changed"][i] = json.dumps(changed(factual_rows.iloc[pos], table.iloc[pos], spec))
+                _fill(out, spec, i, table, pos)
+                out["changed"][i] = json.dumps(changed(factual_units.iloc[pos], table.iloc[pos], spec))
             else:
                 out["status"][i] = NO_RECOURSE
     # object columns: integers stay ints and a missing value stays None (a float column would make NaN).
@@ -163,9 +166,10 @@ def changed(factual: pd.Series, recourse: pd.Series, spec: DatasetSpec) -> list[
     return [f for f in spec.features if str(factual[f]) != str(recourse[f])]
 
 
-def _fill(out: dict, spec: DatasetSpec, i: int, row: pd.Series) -> None:
+def _fill(out: dict, spec: DatasetSpec, i: int, table: pd.DataFrame, pos: int) -> None:
+    # Column by column: a row Series of an all-numeric table would turn its int64 values into floats.
     for f in spec.features:
-        out[f][i] = _plain(row[f])
+        out[f][i] = _plain(table[f].iat[pos])
 
 
 def _plain(value) -> object:

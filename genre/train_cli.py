@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     setup = load_protocol(args.dataset, seed=args.seed, progress=True)
-    config, train = recipe(setup.spec.name, setup.spec.d)
+    config, train = recipe(setup.spec.name, setup.spec.d, rows=len(setup.X_train))
     train = replace(train, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     genre = load_or_train(setup, config=config, train=train, progress=True)
     history = genre.history_

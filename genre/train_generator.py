@@ -72,12 +72,38 @@ def train_config_from_dict(data: dict) -> TrainConfig:
     return TrainConfig(**data, pairs=pairs)
 
 
-def load_recipe(dataset: str, d: int, directory: Path | None = None) -> Recipe:
-    """The recipe `genre tune` wrote for `dataset` (genre/recipes/<dataset>.json), or the untuned default."""
+# The sized default's budget: optimiser steps times features (a step's cost grows with the number of features,
+# the generator's sequence length). The tuned built-in recipes sit near it and train within issue 10's budgets
+# (heloc: 80 epochs of ~28 steps x 21 features; adult: 40 epochs of ~66 steps x 13 features).
+STEP_FEATURE_BUDGET = 40_000
+DEFAULT_EPOCHS = (10, 80)  # fewest and most epochs of the sized default
+
+
+def sized_train_config(rows: int, d: int) -> TrainConfig:
+    """Untuned training settings sized to a data set: a batch that grows with the rows, and epochs chosen so
+    the optimiser steps (at most every row a source) stay within `STEP_FEATURE_BUDGET / d`."""
+    batch = 128 if rows <= 10_000 else 256 if rows <= 50_000 else 512
+    steps_per_epoch = max(1, math.ceil(0.9 * rows / batch))
+    epochs = int(min(DEFAULT_EPOCHS[1], max(DEFAULT_EPOCHS[0], STEP_FEATURE_BUDGET // max(d, 1) // steps_per_epoch)))
+    return TrainConfig(epochs=epochs, batch_size=batch, patience=max(5, epochs // 8))
+
+
+def load_recipe(dataset: str, d: int, directory: Path | None = None, rows: int | None = None) -> Recipe:
+    """The recipe `genre tune` wrote for `dataset` (genre/recipes/<dataset>.json), or the untuned default: the
+    small generator, with epochs and batch size sized to `rows` training rows when given (`sized_train_config`).
+    `source` says which, and why."""
     path = (directory or RECIPE_DIR) / f"{dataset}.json"
     if not path.exists():
-        return Recipe(GeneratorConfig(d=d, **SMALL), TrainConfig(), Sampling(), Sampling(),
-                      source=f"default (no tuned recipe at {path}; run `genre tune --dataset {dataset}`)")
+        hint = (f"no tuned recipe at {path}; `genre tune --dataset {dataset}` (a data set of your own: "
+                f"`--dataset <its spec file>`) writes one")
+        if rows is None:
+            return Recipe(GeneratorConfig(d=d, **SMALL), TrainConfig(), Sampling(), Sampling(),
+                          source=f"default ({hint})")
+        train = sized_train_config(rows, d)
+        return Recipe(GeneratorConfig(d=d, **SMALL), train, Sampling(), Sampling(),
+                      source=f"default sized to the data ({rows} rows, {d} features: small generator emb "
+                             f"{SMALL['emb']} {SMALL['enc_layers']}+{SMALL['dec_layers']} layers, {train.epochs} "
+                             f"epochs of batch {train.batch_size}, patience {train.patience}; {hint})")
     try:
         data = json.loads(path.read_text())
         return Recipe(
@@ -91,9 +117,9 @@ def load_recipe(dataset: str, d: int, directory: Path | None = None) -> Recipe:
         raise ValueError(f"recipe file {path} is not a valid recipe: {exc}") from exc
 
 
-def recipe(dataset: str, d: int) -> tuple[GeneratorConfig, TrainConfig]:
+def recipe(dataset: str, d: int, rows: int | None = None) -> tuple[GeneratorConfig, TrainConfig]:
     """The chosen (generator, training) configs for a data set (see `load_recipe`)."""
-    r = load_recipe(dataset, d)
+    r = load_recipe(dataset, d, rows=rows)
     return r.generator, r.train
 
 
@@ -146,7 +172,7 @@ def train_generator(
 
 def _train(X, y, encoder, classifier, config, train, progress) -> GenRe:
     spec = encoder.spec
-    default_cfg, default_train = recipe(spec.name, spec.d)
+    default_cfg, default_train = recipe(spec.name, spec.d, rows=len(X))
     config = config or default_cfg
     train = train or default_train
     if config.d != X.shape[1]:

@@ -29,8 +29,11 @@ def judge(figures: dict, champion: dict | None, gates: GateConfig) -> list[dict]
                        f"AUC within {gates.auc_margin} of champion v{champion['classifier_version']} on the same rows"))
     if "validity" not in figures:
         return out
+    warning = figures.get("validity_warning")
     out += [
-        row("recourse_validity", figures["validity"], gates.validity_floor, "share of recourses the oracle accepts"),
+        row("recourse_validity", figures["validity"], gates.validity_floor, "share of recourses the oracle accepts"
+            + (f" ({figures['factuals_already_favourable']:.1%} of the factuals already were: uninformative)"
+               if warning else "")) | ({"warning": warning} if warning else {}),
         row("recourse_plausibility", figures["plausibility"], gates.plausibility_floor, "share of LOF inliers"),
         row("generator_valid_under_h", figures["validity_classifier"], gates.validity_h_floor,
             "share of recourses the paired h accepts"),

@@ -16,6 +16,8 @@ def gate_tags(gates: list[dict]) -> dict[str, object]:
     for g in gates:
         tags |= {f"gate.{g['name']}.figure": g["figure"], f"gate.{g['name']}.threshold": g["threshold"],
                  f"gate.{g['name']}.verdict": "pass" if g["passed"] else "fail"}
+        if g.get("warning"):
+            tags[f"gate.{g['name']}.warning"] = g["warning"]
     return tags
 
 

@@ -70,8 +70,9 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         encoded, status = _encode_rows(self.genre.encoder, model_input)
         ok = np.array([s == "ok" for s in status])
         spec: DatasetSpec = self.genre.spec
-        recourse = self.genre.generate(encoded[ok], **self.sampling)
-        table = self.genre.encoder.inverse_transform(recourse)
+        # Judged and written in the data's own units and precision (whole numbers stay whole).
+        recourse = self.genre.encoder.snap_units(self.genre.generate(encoded[ok], **self.sampling))
+        table = self.genre.encoder.to_units(recourse)
         table["probability"] = self.genre.classifier.predict_proba(recourse)
         table["cost"] = np.abs(recourse - encoded[ok]).sum(1).astype(np.float64)
         if ok.all():

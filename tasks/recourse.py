@@ -93,10 +93,12 @@ def generate_recourse(
     """Recourse from the champion generator for the applicants at `rows`, with its cost and h(x+)."""
     factuals = pair.encoder.transform(table.iloc[rows])
     if len(rows) == 0:  # everyone accepted: nothing to sample
-        return RecourseBatch(rows=np.asarray(rows, dtype=int), recourse=pair.encoder.inverse_transform(factuals),
+        return RecourseBatch(rows=np.asarray(rows, dtype=int), recourse=pair.encoder.to_units(factuals),
                              cost=np.zeros(0), score=np.zeros(0))
     recourses = pair.genre.generate(factuals, k=k, temperature=temperature, select=select, seed=seed)
-    return RecourseBatch(rows=np.asarray(rows), recourse=pair.encoder.inverse_transform(recourses),
+    # Judged as written: in the data's own units and precision (whole numbers stay whole).
+    recourses = pair.encoder.snap_units(recourses)
+    return RecourseBatch(rows=np.asarray(rows), recourse=pair.encoder.to_units(recourses),
                          cost=cost(factuals, recourses), score=pair.classifier.predict_proba(recourses))
 
 
@@ -138,7 +140,12 @@ def results_table(
     rows = batch.rows
     out.loc[rows, "status"] = np.where(batch.valid, ISSUED, NO_RECOURSE)
     for f in batch.recourse.columns:
-        out.loc[rows, f"recourse.{f}"] = batch.recourse[f].to_numpy()
+        values = batch.recourse[f]
+        # Whole-number features stay whole (nullable Int64: accepted rows have no recourse, not NaN).
+        dtype = "Int64" if pd.api.types.is_integer_dtype(values) else values.dtype
+        column = pd.Series(pd.NA if dtype == "Int64" else None, index=out.index, dtype=dtype)
+        column.iloc[rows] = values.to_numpy()
+        out[f"recourse.{f}"] = column
     out.loc[rows, "cost"] = batch.cost
     out.loc[rows, "score_recourse"] = batch.score
     out["ledger_id"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
@@ -150,6 +157,16 @@ def results_table(
 def write_results(results: pd.DataFrame, path: Path) -> Path:
     """Write the results CSV under a temp name, then rename it; text that would run as a formula is neutralised."""
     return write_csv(results, path)
+
+
+def whole_as_integers(table: pd.DataFrame, encoder) -> pd.DataFrame:
+    """The applicants' own values, with features that were whole in training written as integers when every
+    value sent is whole (30.0 -> 30); any other value is shown exactly as sent."""
+    out = table.copy()
+    for f, places in zip(encoder.spec.features, getattr(encoder, "decimals_", None) or []):
+        if places == 0 and out[f].dtype.kind == "f" and bool((out[f] % 1 == 0).all()):
+            out[f] = out[f].astype(np.int64)
+    return out
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from genre.classifier import Classifier
-from genre.datasets import get_spec, read_table
+from genre.datasets import read_table
 from genre.encoding import MinMaxEncoder
 from tasks.artifacts import ArtifactError
 from tasks.faults import fault_point
@@ -100,7 +100,10 @@ def training_data_for(classifier_version: str, settings: PipelineSettings | None
     path = Path(tags["training_data"])
     if not path.exists():
         raise FileNotFoundError(f"{CLASSIFIER_MODEL} v{classifier_version}: training snapshot {path} is gone")
-    return read_table(path, get_spec(tags["dataset"]))
+    from tasks.specs import resolve_spec
+
+    home = (settings or PipelineSettings.from_env()).home
+    return read_table(path, resolve_spec(tags["dataset"], home))
 
 
 def set_tags(model: str, version: str, tags: dict[str, object], settings: PipelineSettings | None = None) -> None:

@@ -35,7 +35,7 @@ PIPELINE_SELECT_RULES = ("max_prob", "min_cost", "robust", "robust_min_cost")
 @dataclass(frozen=True)
 class TrainingConfig:
     classifier_epochs: int = 100
-    generator_epochs: int | None = None  # None: the library's recipe for the data set
+    generator_epochs: int | None = None  # at most this many (the recipe's own count when lower); None: the recipe's
     generator_patience: int | None = None
     generator_model: dict = field(default_factory=dict)  # GeneratorConfig overrides (tests use a tiny one)
     generator_train: dict = field(default_factory=dict)  # other TrainConfig overrides (batch_size, lr, ...)

@@ -101,6 +101,8 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, setti
                   "store_batches": snapshot.batches, **_flat("classifier", clf_hist["config"]), **_flat("sampling", sampling)}
         if gen_hist:
             params |= _flat("generator", gen_hist["config"]) | _flat("generator_train", gen_hist["train"])
+            params["generator_recipe.source"] = gen_hist.get("recipe_source", "unknown")
+            mlflow.set_tag("genre.recipe_source", gen_hist.get("recipe_source", "unknown"))
         mlflow.log_params(params)
         mlflow.log_metrics({k: float(v) for k, v in figures.items()
                             if isinstance(v, (int, float)) and not math.isnan(float(v))})

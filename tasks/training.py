@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from genre.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion
 from genre.datasets import DatasetSpec, read_table, split_xy
 from genre.encoding import MinMaxEncoder
-from genre.metrics import PlausibilityScorer, cost, recourse_metrics
+from genre.metrics import PlausibilityScorer, already_favourable_warning, cost, recourse_metrics
 from tasks import store
 from tasks.settings import TrainingConfig
 
@@ -71,17 +71,28 @@ def train_classifier(snapshot: Path, spec: DatasetSpec, run_dir: Path, training:
 @task(cache_policy=NO_CACHE)
 def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, training: TrainingConfig) -> dict:
     """Train GenRe's generator against the h saved in `run_dir`, on the same training rows."""
-    from genre.train_generator import recipe, train_generator
+    from prefect import get_run_logger
+
+    from genre.train_generator import load_recipe, train_generator
 
     train, _ = split_snapshot(snapshot, spec, training.holdout_percent)
     X_raw, y = split_xy(train, spec)
     encoder = load_run_encoder(run_dir)
     classifier = Classifier.load(run_dir / "classifier.pt")
-    model_cfg, train_cfg = recipe(spec.name, spec.d)
-    model_cfg = replace(model_cfg, **training.generator_model)
-    overrides = {**training.generator_train, "epochs": training.generator_epochs,
-                 "patience": training.generator_patience, "seed": training.seed}
-    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
+    chosen = load_recipe(spec.name, spec.d, rows=len(train))
+    model_cfg = replace(chosen.generator, **training.generator_model)
+    overrides = {**training.generator_train, "patience": training.generator_patience, "seed": training.seed}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # The config's generator_epochs caps the recipe's epochs (two pairs per `make run`), never raises them.
+    if training.generator_epochs is not None and training.generator_epochs < chosen.train.epochs:
+        overrides["epochs"] = training.generator_epochs
+    train_cfg = replace(chosen.train, **overrides)
+    # Which recipe, and from where: a tuned file, or the default sized to these rows (and any config overrides).
+    changed = sorted(training.generator_model) + sorted(k for k in overrides if k != "seed")
+    source = chosen.source + (f"; the pipeline config sets {changed}" if changed else "")
+    get_run_logger().info("generator recipe for '%s': %s; generator %s; training epochs %d, batch %d, patience %s, "
+                          "lr %g, lambda %g", spec.name, source, asdict(model_cfg), train_cfg.epochs,
+                          train_cfg.batch_size, train_cfg.patience, train_cfg.lr, train_cfg.pairs.lam)
     X = encoder.transform(X_raw)
     genre = train_generator(X, y, encoder=encoder, classifier=classifier, config=model_cfg, train=train_cfg,
                             progress=True)
@@ -89,7 +100,7 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     genre.second_opinion = SecondOpinion(seed=training.seed).fit(X, y)
     genre.save(run_dir / "genre")
     history = {k: v for k, v in genre.history_.items()}
-    record = {"config": asdict(model_cfg), "train": asdict(train_cfg), "history": history}
+    record = {"config": asdict(model_cfg), "train": asdict(train_cfg), "history": history, "recipe_source": source}
     _write_json(run_dir / "generator_history.json", record)
     return record
 
@@ -139,6 +150,10 @@ def evaluate_recourse(snapshot: Path, spec: DatasetSpec, run_dir: Path, training
                                    plausibility=plausibility)
     else:
         figures = {"n": 0, "cost": float("nan"), "validity": 0.0, "validity_classifier": 0.0, "plausibility": 0.0}
+    # Rejected by h but already accepted by the judge: when that is most of them, validity tells nothing.
+    already = float(np.mean(oracle.favourable(factuals))) if len(factuals) else 0.0
+    figures["factuals_already_favourable"] = already
+    figures["validity_warning"] = already_favourable_warning(already, len(factuals))
     np.savez(run_dir / "recourse.npz", factuals=factuals, recourse=recourse, holdout_index=picked,
              cost=cost(factuals, recourse), h=classifier.predict_proba(recourse) if len(recourse) else np.zeros(0),
              oracle=oracle.predict_proba(recourse) if len(recourse) else np.zeros(0))

@@ -40,7 +40,7 @@ def test_early_stopping_ends_training_when_validation_stops_improving(compas_set
 def test_genre_methods_are_registered_and_cache_their_generator(compas_setup, monkeypatch):
     quick_cfg = GeneratorConfig(d=compas_setup.d, **TINY)
     quick_train = TrainConfig(epochs=2, patience=2)
-    monkeypatch.setattr(recourse, "recipe", lambda name, d: (quick_cfg, quick_train))
+    monkeypatch.setattr(recourse, "recipe", lambda name, d, rows=None: (quick_cfg, quick_train))
     monkeypatch.setattr(recourse, "_LOADED", {})
     factuals = compas_setup.pick_factuals(20, seed=0)
     first = get_method("genre")(factuals, compas_setup)

@@ -34,3 +34,18 @@ def test_each_floor_fails_on_its_own():
 def test_nan_figure_never_passes():
     rows = judge(GOOD | {"auc": float("nan")}, None, GateConfig())
     assert not _verdicts(rows)["auc_floor"] and math.isnan(rows[0]["figure"])
+
+
+def test_the_gate_report_says_when_validity_is_uninformative():
+    # Issue 16: with most factuals already favourable to the judge, validity is noted as uninformative.
+    from genre.metrics import already_favourable_warning
+    from tasks.gates import judge
+    from tasks.settings import GateConfig
+
+    figures = {"auc": 0.8, "validity": 1.0, "plausibility": 0.9, "validity_classifier": 1.0,
+               "factuals_already_favourable": 0.93, "validity_warning": already_favourable_warning(0.93, 200)}
+    row = next(g for g in judge(figures, None, GateConfig()) if g["name"] == "recourse_validity")
+    assert row["passed"] and "93.0% of the factuals already were: uninformative" in row["why"]
+    assert "validity is uninformative" in row["warning"]
+    calm = judge(figures | {"factuals_already_favourable": 0.2, "validity_warning": None}, None, GateConfig())
+    assert not any("warning" in g for g in calm)
