@@ -20,16 +20,20 @@ def _cell(row: dict, key: str, std: bool) -> str:
     return text + (f" ± {row[key + '_std']:.3f}" if std and key + "_std" in row else "")
 
 
+def _reports(results: Path, suffix: str = ""):
+    """(data set, report) for each data set whose `make results` JSON exists (the seeds' mean when present)."""
+    for name in DATASETS:
+        path = results / f"{name}{suffix}.json"
+        if path.exists():
+            report = json.loads(path.read_text())
+            yield name, report.get("mean", report)
+
+
 def main_table(results: Path) -> str:
     lines = ["| data set | method | cost | validity (judge) | validity (h) | plausibility | meets targets? |",
              "|---|---|---|---|---|---|---|"]
-    for name in DATASETS:
-        path = results / f"{name}.json"
-        if not path.exists():
-            continue
-        report = json.loads(path.read_text())
-        mean = report.get("mean", report)
-        for row in mean["results"]:
+    for name, report in _reports(results):
+        for row in report["results"]:
             lines.append(f"| {name} | {row['method']} | {_cell(row, 'cost', True)} | {_cell(row, 'validity', True)} | "
                          f"{_cell(row, 'validity_classifier', True)} | {_cell(row, 'plausibility', True)} | "
                          f"{_verdict(name, row)} |")
@@ -54,11 +58,8 @@ def _verdict(name: str, row: dict) -> str:
 def ablation_table(results: Path) -> str:
     lines = ["| data set | decoding | cost | validity (judge) | plausibility | categorical out of domain | out of range |",
              "|---|---|---|---|---|---|---|"]
-    for name in DATASETS:
-        path = results / f"{name}-ablation.json"
-        if not path.exists():
-            continue
-        for row in json.loads(path.read_text())["results"]:
+    for name, report in _reports(results, "-ablation"):
+        for row in report["results"]:
             label = "project (all on)" if row["method"] == "genre" else row["method"].removeprefix("genre-")
             lines.append(f"| {name} | {label} | {row['cost']:.3f} | {row['validity']:.3f} | {row['plausibility']:.3f} | "
                          f"{row['categorical_out_of_domain']} | {row.get('out_of_range', '')} |")

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genre.classifier import Classifier, Oracle
-from genre.datasets import get_spec, read_table, resolve_file, split_xy
+from genre.classifier import Classifier, Oracle, oracle_labels
+from genre.datasets import file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.encoding import MinMaxEncoder
 from genre.generator import Generator, GeneratorConfig
 from genre.metrics import setup_metrics
@@ -87,13 +87,12 @@ def tuning_setup(dataset: str, settings: Settings | None = None, *, seed: int = 
     encoder = MinMaxEncoder(spec).fit(X_raw[~val])
     X = encoder.transform(X_raw)
     X_fit, X_val, y_fit, y_val = X[~val], X[val], y[~val], y[val]
-    key = hashlib.sha256(json.dumps({"data": _file_digest(train_path), "seed": seed, "val": VAL_FRACTION,
+    key = hashlib.sha256(json.dumps({"data": file_sha256(train_path), "seed": seed, "val": VAL_FRACTION,
                                      "h": h_overrides or {}}, sort_keys=True).encode()).hexdigest()[:12]
     cache_dir = tune_cache() / f"{spec.name}-{key}"
     cache_dir.mkdir(parents=True, exist_ok=True)
     oracle = Oracle(oracle_config(seed)).fit(X, y)  # the whole training split: the protocol's sees train + test
-    rng_labels = np.random.default_rng(seed)
-    h_labels = (rng_labels.random(len(X_fit)) < oracle.predict_proba(X_fit)).astype(np.int64)
+    h_labels = oracle_labels(oracle, X_fit, seed)  # drawn as the protocol draws h's labels
     h_path = cache_dir / "classifier.pt"
     h_config = classifier_config(spec, seed, **(h_overrides or {}))
     if h_path.exists():
@@ -115,13 +114,7 @@ def tune_cache() -> Path:
     return Path(os.environ.get("GENRE_TUNE_CACHE", Path.home() / ".cache" / "genre-pipeline" / "tune")).resolve()
 
 
-def _file_digest(path: Path) -> str:
-    from genre.datasets import file_sha256
-
-    return file_sha256(path)
-
-
-def candidates(dataset: str, grid: dict = TRAIN_GRID) -> list[dict]:
+def candidates(grid: dict = TRAIN_GRID) -> list[dict]:
     """Every combination of the training grid, as {lam, target_lof, size}."""
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
@@ -189,7 +182,7 @@ def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, max_f
     spec, d = setup.spec, setup.spec.d
     full = epochs or EPOCHS.get(spec.name, DEFAULT_EPOCHS)[0]
     rungs = [max(1, full // RUNG_FRACTION), full]
-    cands = candidates(spec.name, grid or GRIDS.get(spec.name, TRAIN_GRID))
+    cands = candidates(grid or GRIDS.get(spec.name, TRAIN_GRID))
     log_rows: list[dict] = []
     alive = list(range(len(cands)))
     for rung, rung_epochs in enumerate(rungs):
