@@ -70,8 +70,21 @@ class Attention(nn.Module):
         k, v = self.kv(x).chunk(2, dim=-1)
         return self._split(k), self._split(v)
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-        q = self._split(self.q(x))  # (B, H, Tq, D)
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                slots: torch.Tensor | None = None, rows: int = 0) -> torch.Tensor:
+        """x (B, T, E) queries against keys and values (B or m, H, Tk, D) -> (B, T, E).
+
+        With `slots`, x holds U distinct rows of a `rows`-row batch (one decoding step, several rows sharing a
+        prefix): row u is computed at position slots[u] of that batch, exactly as it would be there."""
+        if slots is None:
+            return self.out(self._attend(self._split(self.q(x)), k, v, causal))
+        q = self.q(x)  # (U, 1, E)
+        full = q.new_zeros(rows, 1, q.shape[-1])
+        full[slots] = q
+        return self.out(self._attend(self._split(full), k, v, causal)[slots])
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+        """q (B, H, Tq, D) -> attention output (B, Tq, E), before the output projection."""
         B, H, T, D = q.shape
         if T == 1 and k.shape[0] != B:
             # Grouped: B = m * g queries, g consecutive rows sharing one of m key sets (the k samples of a
@@ -81,20 +94,20 @@ class Attention(nn.Module):
             qg = q.view(m, B // m, H, D).transpose(1, 2)  # (m, H, g, D)
             att = (qg @ k.transpose(-2, -1)) * D**-0.5  # (m, H, g, Tk)
             y = (att.softmax(-1) @ v).transpose(1, 2)  # (m, g, H, D)
-            return self.out(y.reshape(B, 1, H * D))
+            return y.reshape(B, 1, H * D)
         if T == 1 and not causal:
             # One query per row (a decoding step): broadcast multiply-and-sum beats B * H tiny batched
             # matmuls, which spend their time copying k into matmul layout.
             att = (q * k).sum(-1, keepdim=True) * D**-0.5  # (B, H, Tk, 1)
             y = (att.softmax(2) * v).sum(2, keepdim=True)  # (B, H, 1, D)
-            return self.out(y.transpose(1, 2).reshape(B, 1, H * D))
+            return y.transpose(1, 2).reshape(B, 1, H * D)
         # Plain matmuls: with at most ~22 tokens this is several times faster on a CPU than the fused
         # scaled_dot_product_attention kernel, whose tiling only pays off on long sequences.
         att = (q @ k.transpose(-2, -1)) * D**-0.5  # (B, H, Tq, Tk)
         if causal:
             att = att.masked_fill(self._causal(T, k.shape[2], att.device), float("-inf"))
         y = att.softmax(-1) @ v  # (B, H, Tq, D)
-        return self.out(y.transpose(1, 2).reshape(B, T, H * D))
+        return y.transpose(1, 2).reshape(B, T, H * D)
 
 
 def _mlp(emb: int, ff: int) -> nn.Sequential:
@@ -127,17 +140,21 @@ class DecoderLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor],
         past: tuple[torch.Tensor, torch.Tensor] | None = None, t: int = 0,
+        slots: torch.Tensor | None = None, rows: int = 0, tail: bool = True,
     ) -> torch.Tensor:
         """Whole sequence when `past` is None (causal). Else x is the one token at position t and `past` the
         layer's preallocated (B, H, d, D) key and value buffers: its key and value are written at t and it
-        attends to positions 0 .. t (no mask needed)."""
+        attends to positions 0 .. t (no mask needed). `slots` and `rows` go to the cross-attention (see
+        `Attention.forward`); `tail=False` stops once the keys and values are written (their output unused)."""
         h = self.ln1(x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:
             past[0][:, :, t : t + 1], past[1][:, :, t : t + 1] = k, v
+            if not tail:
+                return x
             k, v = past[0][:, :, : t + 1], past[1][:, :, : t + 1]
         x = x + self.self_attn(h, k, v, causal=past is None)
-        x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False)
+        x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False, slots=slots, rows=rows)
         return x + self.mlp(self.ln3(x))
 
 
@@ -191,20 +208,27 @@ class Generator(nn.Module):
             h = layer(h, kv)
         return self._head(h, 0)
 
-    def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None) -> tuple[torch.Tensor, Cache]:
+    def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None, *,
+             slots: torch.Tensor | None = None, rows: int = 0,
+             logits: bool = True) -> tuple[torch.Tensor | None, Cache]:
         """One incremental step: the token at decoder position t (the label if t == 0, else feature t - 1)
         -> logits (B, n_bins) of feature t and the cache holding that token's keys and values too.
 
         `mem_kv` may hold m = B / g memories for B rows (g consecutive rows per memory, e.g. the k samples
-        of each factual): cross-attention then reads each memory once for its g rows."""
-        h = self.tgt_value(token[:, None], start=t) + self.tgt_pos[t]  # (B, 1, E)
+        of each factual): cross-attention then reads each memory once for its g rows.
+        With `slots` (U,), token and cache hold U distinct prefixes of a `rows`-row batch laid out that way,
+        prefix u computed at row slots[u] (`genre.sampler` decodes each distinct prefix once).
+        `logits=False` returns None and skips the work only the logits need (the last layer's attention,
+        MLP and the head): for a feature that is copied rather than drawn."""
+        h = self.tgt_value(token[:, None], start=t) + self.tgt_pos[t]  # (U, 1, E)
         if cache is None:  # buffers for all d positions, filled one position per step (no re-copying)
             cfg = self.config
             shape = (len(token), cfg.heads, cfg.d, cfg.emb // cfg.heads)
             cache = [(h.new_empty(shape), h.new_empty(shape)) for _ in self.decoder]
-        for layer, kv, past in zip(self.decoder, mem_kv, cache):
-            h = layer(h, kv, past, t)
-        return self._head(h, t)[:, 0], cache
+        last = len(self.decoder) - 1
+        for i, (layer, kv, past) in enumerate(zip(self.decoder, mem_kv, cache)):
+            h = layer(h, kv, past, t, slots=slots, rows=rows, tail=logits or i < last)
+        return (self._head(h, t)[:, 0] if logits else None), cache
 
     # ---- training ------------------------------------------------------------------------------
     def soft_targets(self, x: torch.Tensor) -> torch.Tensor:
