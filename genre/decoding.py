@@ -14,7 +14,7 @@ Three things make the incremental loop fast without changing a single sample:
 Why the samples stay bit-identical: every operation of the step is row-wise (a row's result depends on its
 own inputs only; checked for the matmul kernels down to 7 rows, which is why sharing starts at 8 factuals),
 the cross-attention of a distinct prefix is computed at the position one of its rows had in the unshared
-batch (`Generator.step(slots=...)`), and the random numbers are drawn up front in the order the unshared
+batch (`genre.generator.Shared`), and the random numbers are drawn up front in the order the unshared
 loop drew them. Tests compare against the re-run-prefix path; the README says how it was checked on the
 recipes' generators.
 """
@@ -24,6 +24,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from genre.generator import Shared
 
 # Below this many factuals in a batch the prefixes are not shared: U < 7 distinct rows would take other
 # matmul kernels (different rounding) than the unshared batch took.
@@ -94,13 +96,15 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
     if not incremental:  # the reference path re-runs the prefix on one memory copy per row
         mem_kv = [tuple(t.repeat_interleave(k, dim=0) for t in kv) for kv in mem_kv]
     ones = xf.new_ones(B if slots is None else m)
+    scratch: dict = {}  # the cross-attention's work tensors, zeroed once per call
     token, cache = 2 * ones - 1, None  # the favourable label opens the decoder sequence
     out = xf.new_empty(B, d)
     own = torch.round(xf * (n_bins - 1)).long()  # (B, d) each factual value's nearest bin
     for t in range(d):
         drawn = not genre._immutable[t]
         if incremental:
-            logits, cache = model.step(token, t, mem_kv, cache, slots=slots, rows=B, logits=drawn)
+            shared = None if slots is None else Shared(slots // k, slots % k, k, scratch)
+            logits, cache = model.step(token, t, mem_kv, cache, shared=shared, logits=drawn)
         else:
             logits = model.decode(out[:, :t], xf.new_ones(B), mem_kv)[:, -1]
         if not drawn:

@@ -10,7 +10,7 @@ sampler can keep a key/value cache and add one token per step (`Generator.step`)
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -50,6 +50,24 @@ class ValueEmbedding(nn.Module):
         return torch.einsum("bth,the->bte", hidden, self.w2[sl]) + self.b2[sl]  # (B, T, E)
 
 
+@dataclass
+class Shared:
+    """U distinct decoding rows of a batch of m memories x g rows (g consecutive rows per memory): row u
+    stands for the rows at (memory[u], row[u]), where its cross-attention is computed. `buffer` keeps zeroed
+    work tensors for one decoding call (rows not in use keep stale but finite values, which no row reads)."""
+
+    memory: torch.Tensor  # (U,) long
+    row: torch.Tensor  # (U,) long, in 0 .. g - 1
+    g: int
+    scratch: dict = field(default_factory=dict)
+
+    def buffer(self, owner: nn.Module, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        key = (id(owner), name)
+        if key not in self.scratch:
+            self.scratch[key] = torch.zeros(shape)
+        return self.scratch[key]
+
+
 class Attention(nn.Module):
     def __init__(self, emb: int, heads: int):
         super().__init__()
@@ -71,17 +89,26 @@ class Attention(nn.Module):
         return self._split(k), self._split(v)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-                slots: torch.Tensor | None = None, rows: int = 0) -> torch.Tensor:
-        """x (B, T, E) queries against keys and values (B or m, H, Tk, D) -> (B, T, E).
+                shared: "Shared | None" = None) -> torch.Tensor:
+        """x (B, T, E) queries against keys and values (B or m, H, Tk, D) -> (B, T, E); with `shared`, x holds
+        U distinct decoding rows of m memories x g rows (see `Shared`)."""
+        if shared is not None:
+            return self._attend_shared(x, k, v, shared)
+        return self.out(self._attend(self._split(self.q(x)), k, v, causal))
 
-        With `slots`, x holds U distinct rows of a `rows`-row batch (one decoding step, several rows sharing a
-        prefix): row u is computed at position slots[u] of that batch, exactly as it would be there."""
-        if slots is None:
-            return self.out(self._attend(self._split(self.q(x)), k, v, causal))
-        q = self.q(x)  # (U, 1, E)
-        full = q.new_zeros(rows, 1, q.shape[-1])
-        full[slots] = q
-        return self.out(self._attend(self._split(full), k, v, causal)[slots])
+    def _attend_shared(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared: "Shared") -> torch.Tensor:
+        """The grouped cross-attention of `_attend` for U distinct rows, each computed at the place
+        (memory f, row j) one of its rows has in the m x g layout, so that its result is that row's, bit for
+        bit; the softmax, by far the dearest step over so few keys, runs on the U rows alone."""
+        m, H, Tk, D = k.shape
+        f, j = shared.memory, shared.row
+        q = shared.buffer(self, "q", (m, H, shared.g, D))  # (m, H, g, D), as `_attend` lays the queries out
+        q[f, :, j] = self.q(x).view(-1, H, D)
+        att = (q @ k.transpose(-2, -1)) * D**-0.5  # (m, H, g, Tk)
+        p = shared.buffer(self, "p", (m, H, shared.g, Tk))
+        p[f, :, j] = att[f, :, j].softmax(-1)  # (U, H, Tk)
+        y = (p @ v)[f, :, j]  # (U, H, D)
+        return self.out(y.reshape(-1, 1, H * D))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
         """q (B, H, Tq, D) -> attention output (B, Tq, E), before the output projection."""
@@ -140,12 +167,12 @@ class DecoderLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor],
         past: tuple[torch.Tensor, torch.Tensor] | None = None, t: int = 0,
-        slots: torch.Tensor | None = None, rows: int = 0, tail: bool = True,
+        shared: "Shared | None" = None, tail: bool = True,
     ) -> torch.Tensor:
         """Whole sequence when `past` is None (causal). Else x is the one token at position t and `past` the
         layer's preallocated (B, H, d, D) key and value buffers: its key and value are written at t and it
-        attends to positions 0 .. t (no mask needed). `slots` and `rows` go to the cross-attention (see
-        `Attention.forward`); `tail=False` stops once the keys and values are written (their output unused)."""
+        attends to positions 0 .. t (no mask needed). `shared` goes to the cross-attention (see `Shared`);
+        `tail=False` stops once the keys and values are written (their output is not needed)."""
         h = self.ln1(x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:
@@ -154,7 +181,7 @@ class DecoderLayer(nn.Module):
                 return x
             k, v = past[0][:, :, : t + 1], past[1][:, :, : t + 1]
         x = x + self.self_attn(h, k, v, causal=past is None)
-        x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False, slots=slots, rows=rows)
+        x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False, shared=shared)
         return x + self.mlp(self.ln3(x))
 
 
@@ -209,15 +236,14 @@ class Generator(nn.Module):
         return self._head(h, 0)
 
     def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None, *,
-             slots: torch.Tensor | None = None, rows: int = 0,
-             logits: bool = True) -> tuple[torch.Tensor | None, Cache]:
+             shared: "Shared | None" = None, logits: bool = True) -> tuple[torch.Tensor | None, Cache]:
         """One incremental step: the token at decoder position t (the label if t == 0, else feature t - 1)
         -> logits (B, n_bins) of feature t and the cache holding that token's keys and values too.
 
         `mem_kv` may hold m = B / g memories for B rows (g consecutive rows per memory, e.g. the k samples
         of each factual): cross-attention then reads each memory once for its g rows.
-        With `slots` (U,), token and cache hold U distinct prefixes of a `rows`-row batch laid out that way,
-        prefix u computed at row slots[u] (`genre.sampler` decodes each distinct prefix once).
+        With `shared`, token and cache hold U distinct prefixes of such a batch (`genre.decoding` decodes
+        each distinct prefix once), each computed where one of its rows sits (see `Shared`).
         `logits=False` returns None and skips the work only the logits need (the last layer's attention,
         MLP and the head): for a feature that is copied rather than drawn."""
         h = self.tgt_value(token[:, None], start=t) + self.tgt_pos[t]  # (U, 1, E)
@@ -227,7 +253,7 @@ class Generator(nn.Module):
             cache = [(h.new_empty(shape), h.new_empty(shape)) for _ in self.decoder]
         last = len(self.decoder) - 1
         for i, (layer, kv, past) in enumerate(zip(self.decoder, mem_kv, cache)):
-            h = layer(h, kv, past, t, slots=slots, rows=rows, tail=logits or i < last)
+            h = layer(h, kv, past, t, shared=shared, tail=logits or i < last)
         return (self._head(h, t)[:, 0] if logits else None), cache
 
     # ---- training ------------------------------------------------------------------------------

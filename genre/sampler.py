@@ -176,6 +176,9 @@ class GenRe:
         return cols >= own if self._increase[t] else cols <= own
 
     # ---- selection -----------------------------------------------------------------------------
+    # One intra-op thread throughout: flipping torch's thread count between sampling and selection makes its
+    # thread pool start again, which cost 5-8 ms a call under load (the decoding threads use both cores).
+    @one_thread()
     def generate(
         self,
         factuals: np.ndarray,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genre.classifier import one_thread
-from genre.generator import Generator, GeneratorConfig
+from genre.generator import Generator, GeneratorConfig, Shared
 
 TINY = dict(emb=16, heads=2, enc_layers=1, dec_layers=2, ff=32, value_hidden=8)
 
@@ -113,9 +113,9 @@ def test_steps_over_distinct_prefixes_equal_the_whole_batch_bit_for_bit():
         token[1::2] = token[0::2]  # rows 2i and 2i + 1 share a prefix
         full, full_cache = model.step(token, 0, mem_kv, None)
         slots = torch.arange(0, m * k, 2)
-        part, part_cache = model.step(token[slots], 0, mem_kv, None, slots=slots, rows=m * k)
+        part, part_cache = model.step(token[slots], 0, mem_kv, None, shared=Shared(slots // k, slots % k, k))
         assert torch.equal(part, full[slots]) and torch.equal(part, full[slots + 1])
         assert all(torch.equal(a[0][:, :, :1], b[0][slots, :, :1]) for a, b in zip(part_cache, full_cache))
-        none, skip_cache = model.step(token[slots], 0, mem_kv, None, slots=slots, rows=m * k, logits=False)
+        none, skip_cache = model.step(token[slots], 0, mem_kv, None, shared=Shared(slots // k, slots % k, k), logits=False)
         assert none is None
         assert all(torch.equal(a[1][:, :, :1], b[1][:, :, :1]) for a, b in zip(skip_cache, part_cache))
