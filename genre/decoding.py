@@ -5,7 +5,8 @@ Three things make the incremental loop fast without changing a single sample:
   label) and, at the recipes' low temperatures, mostly draw the same bins, so they share most of their
   prefixes (compas at T = 0.05: 2,444 distinct prefixes among 10,000 rows after the first draw). The
   decoder runs on one row per distinct prefix; each row's draw then reads its prefix's distribution.
-  A prefix splits when its rows draw different bins, and its cached keys and values are copied to both.
+  A prefix splits when its rows draw different bins: one branch keeps its cached keys and values in
+  place, the others get a copy.
 - **a copied feature needs no logits.** At an immutable feature's step only the keys and values of the
   token fed at that step are needed; the last layer's attention, MLP and the head are skipped.
 - **both cores.** A batch is split into halves, decoded in two threads (torch releases the GIL inside its
@@ -98,12 +99,18 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
     ones = xf.new_ones(B if slots is None else m)
     scratch: dict = {}  # the cross-attention's work tensors, zeroed once per call
     token, cache = 2 * ones - 1, None  # the favourable label opens the decoder sequence
+    if share:  # room for every row: a prefix that splits keeps its place and its new branches are appended
+        cfg = model.config
+        shape = (B, cfg.heads, d, cfg.emb // cfg.heads)
+        store = [(xf.new_empty(shape), xf.new_empty(shape)) for _ in model.decoder]
     out = xf.new_empty(B, d)
     own = torch.round(xf * (n_bins - 1)).long()  # (B, d) each factual value's nearest bin
     for t in range(d):
         drawn = not genre._immutable[t]
         if incremental:
             shared = None if slots is None else Shared(slots // k, slots % k, k, scratch)
+            if share:
+                cache = [(keys[: len(slots)], values[: len(slots)]) for keys, values in store]
             logits, cache = model.step(token, t, mem_kv, cache, shared=shared, logits=drawn)
         else:
             logits = model.decode(out[:, :t], xf.new_ones(B), mem_kv)[:, -1]
@@ -116,7 +123,7 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
                 allowed = allowed & genre._monotone_mask(own_value, t)
             cdf = (logits / temperature).masked_fill(~allowed, float("-inf")).softmax(-1).cumsum(-1)
             if group is not None:
-                cdf = cdf[group]  # each row reads its prefix's distribution
+                cdf = cdf.index_select(0, group)  # each row reads its prefix's distribution
             idx = torch.searchsorted(cdf, u[:, t : t + 1] * cdf[:, -1:]).clamp_max(n_bins - 1).squeeze(1)
             # A draw of the factual's own bin keeps its exact value: the bin grid alone would move
             # every feature by up to half a bin, a cost with no change in the applicant's situation.
@@ -128,9 +135,12 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
                 value = torch.minimum(value, xf[:, t])
             out[:, t] = value
             if group is not None and t < d - 1:
-                group, slots, parent = _split_prefixes(group, len(slots), idx, n_bins)
-                if parent is not None:
-                    cache = [(keys[parent], values[parent]) for keys, values in cache]
+                before = len(slots)
+                group, slots, source = _split_prefixes(group, before, idx, n_bins)
+                for keys, values in store:  # new branches start from a copy of the prefix they split from
+                    for buf in (keys, values):
+                        rows = buf.view(B, -1)
+                        rows[before : len(slots)] = rows.index_select(0, source)
         token = out[:, t] if slots is None else out[slots, t]
     if not genre.decoding.categorical_mask:  # the paper rounds categorical features once the sample is drawn
         for j, codes in genre._levels.items():
@@ -141,14 +151,19 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
 
 
 def _split_prefixes(group: torch.Tensor, prefixes: int, idx: torch.Tensor, n_bins: int):
-    """Rows' prefixes after drawing bins idx: (group (B,), slots (U',), parent (U',) or None if none split).
+    """Rows' prefixes after drawing bins idx -> (group (B,), slots (U',), source (U' - U,)).
 
     A row's value is a function of its prefix (which fixes the factual) and its bin, so (prefix, bin) names
-    the new prefix. New prefixes come sorted by (old prefix, bin): a prefix that did not split keeps its
-    place, and when none split the cache needs no copy."""
+    the new prefix. Each prefix's first branch keeps its number (and its cached keys and values); the others
+    are numbered U, U + 1, ... and `source` says which prefix each of them copies its cache from. A prefix
+    is computed at the place of its first row."""
     key = group * n_bins + idx
-    uniq, inverse = torch.unique(key, return_inverse=True)
-    rows = torch.arange(len(key))
-    slots = torch.full((len(uniq),), len(key), dtype=rows.dtype).scatter_reduce_(0, inverse, rows, "amin")
+    uniq, inverse = torch.unique(key, return_inverse=True)  # sorted: a prefix's branches are consecutive
     parent = uniq // n_bins
-    return inverse, slots, None if len(uniq) == prefixes else parent
+    first = torch.ones_like(parent, dtype=torch.bool)
+    first[1:] = parent[1:] != parent[:-1]
+    number = torch.where(first, parent, prefixes - 1 + torch.cumsum(~first, 0))
+    rows = torch.arange(len(key))
+    first_row = torch.full((len(uniq),), len(key), dtype=rows.dtype).scatter_reduce_(0, inverse, rows, "amin")
+    slots = torch.empty_like(first_row).index_copy_(0, number, first_row)
+    return number.index_select(0, inverse), slots, parent[~first]

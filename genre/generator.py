@@ -60,6 +60,14 @@ class Shared:
     row: torch.Tensor  # (U,) long, in 0 .. g - 1
     g: int
     scratch: dict = field(default_factory=dict)
+    _places: dict = field(default_factory=dict)
+
+    def places(self, heads: int) -> torch.Tensor:
+        """(U heads,) row u's place for each head in an (m, heads, g, .) tensor viewed as (m heads g, .)."""
+        if heads not in self._places:
+            head = torch.arange(heads)
+            self._places[heads] = ((self.memory[:, None] * heads + head) * self.g + self.row[:, None]).reshape(-1)
+        return self._places[heads]
 
     def buffer(self, owner: nn.Module, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         key = (id(owner), name)
@@ -101,14 +109,14 @@ class Attention(nn.Module):
         (memory f, row j) one of its rows has in the m x g layout, so that its result is that row's, bit for
         bit; the softmax, by far the dearest step over so few keys, runs on the U rows alone."""
         m, H, Tk, D = k.shape
-        f, j = shared.memory, shared.row
-        q = shared.buffer(self, "q", (m, H, shared.g, D))  # (m, H, g, D), as `_attend` lays the queries out
-        q[f, :, j] = self.q(x).view(-1, H, D)
+        at = shared.places(H)  # (U H,) rows of the (m H g, .) layout
+        q = shared.buffer(self, "q", (m, H, shared.g, D))  # as `_attend` lays the queries out
+        q.view(-1, D).index_copy_(0, at, self.q(x).view(-1, D))
         att = (q @ k.transpose(-2, -1)) * D**-0.5  # (m, H, g, Tk)
         p = shared.buffer(self, "p", (m, H, shared.g, Tk))
-        p[f, :, j] = att[f, :, j].softmax(-1)  # (U, H, Tk)
-        y = (p @ v)[f, :, j]  # (U, H, D)
-        return self.out(y.reshape(-1, 1, H * D))
+        p.view(-1, Tk).index_copy_(0, at, att.view(-1, Tk).index_select(0, at).softmax(-1))
+        y = (p @ v).view(-1, D).index_select(0, at)  # (U H, D)
+        return self.out(y.view(-1, 1, H * D))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
         """q (B, H, Tq, D) -> attention output (B, Tq, E), before the output projection."""
