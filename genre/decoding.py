@@ -99,10 +99,11 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
     ones = xf.new_ones(B if slots is None else m)
     scratch: dict = {}  # the cross-attention's work tensors, zeroed once per call
     token, cache = 2 * ones - 1, None  # the favourable label opens the decoder sequence
-    if share:  # room for every row: a prefix that splits keeps its place and its new branches are appended
+    if incremental:  # room for every row: a prefix that splits keeps its place and its new branches are appended
         cfg = model.config
         shape = (B, cfg.heads, d, cfg.emb // cfg.heads)
         store = [(xf.new_empty(shape), xf.new_empty(shape)) for _ in model.decoder]
+        cache = store
     out = xf.new_empty(B, d)
     own = torch.round(xf * (n_bins - 1)).long()  # (B, d) each factual value's nearest bin
     for t in range(d):
@@ -111,7 +112,9 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
             shared = None if slots is None else Shared(slots // k, slots % k, k, scratch)
             if share:
                 cache = [(keys[: len(slots)], values[: len(slots)]) for keys, values in store]
-            logits, cache = model.step(token, t, mem_kv, cache, shared=shared, logits=drawn)
+                logits, cache = model.step(token, t, mem_kv, cache, shared=shared, logits=drawn)
+            else:  # a few factuals: Python's round trip per operation is most of the time, which a trace saves
+                logits, cache = model.traced_step(token, t, mem_kv, cache, logits=drawn)
         else:
             logits = model.decode(out[:, :t], xf.new_ones(B), mem_kv)[:, -1]
         if not drawn:

@@ -11,6 +11,7 @@ sampler can keep a key/value cache and add one token per step (`Generator.step`)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import warnings
 from pathlib import Path
 
 import torch
@@ -264,6 +265,21 @@ class Generator(nn.Module):
             h = layer(h, kv, past, t, shared=shared, tail=logits or i < last)
         return (self._head(h, t)[:, 0] if logits else None), cache
 
+    def traced_step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache, *,
+                    logits: bool = True) -> tuple[torch.Tensor | None, Cache]:
+        """`step` (with a cache, without `shared`) through a TorchScript trace of it for these shapes, made on
+        first use and kept. It runs the same kernels on the same inputs, so the numbers are the same; it
+        saves the Python round trip per operation, which is most of a single query's time (10 rows)."""
+        traces = self.__dict__.setdefault("_traces", {})
+        key = (t, logits, tuple(token.shape), tuple(mem_kv[0][0].shape), tuple(cache[0][0].shape))
+        flat = [x for kv in (*mem_kv, *cache) for x in kv]
+        if key not in traces:
+            with warnings.catch_warnings():  # TorchScript's deprecation notice
+                warnings.simplefilter("ignore")
+                traces[key] = torch.jit.trace(_Step(self, t, logits), (token, *flat), check_trace=False)
+        out = traces[key](token, *flat)
+        return (out if logits else None), cache
+
     # ---- training ------------------------------------------------------------------------------
     def soft_targets(self, x: torch.Tensor) -> torch.Tensor:
         """(B, d) -> (B, d, n_bins) Gaussian kernel around each value, sigma = 1 / n_bins, normalised."""
@@ -301,3 +317,17 @@ class Generator(nn.Module):
         model = cls(GeneratorConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
         return model.eval()
+
+
+class _Step(nn.Module):
+    """`Generator.step` at one position with flat tensor arguments, the form `torch.jit.trace` takes."""
+
+    def __init__(self, model: Generator, t: int, logits: bool):
+        super().__init__()
+        self.model, self.t, self.logits = model, t, logits
+
+    def forward(self, token: torch.Tensor, *flat: torch.Tensor) -> torch.Tensor:
+        pairs = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        layers = len(self.model.decoder)
+        out, _ = self.model.step(token, self.t, pairs[:layers], pairs[layers:], logits=self.logits)
+        return out if self.logits else token
