@@ -94,7 +94,7 @@ class Attention(nn.Module):
         return torch.ones(tq, tk, dtype=torch.bool, device=device).triu(1 + tk - tq)
 
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv(x).chunk(2, dim=-1)
+        k, v = _linear(self.kv, x).chunk(2, dim=-1)
         return self._split(k), self._split(v)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
@@ -103,7 +103,7 @@ class Attention(nn.Module):
         U distinct decoding rows of m memories x g rows (see `Shared`)."""
         if shared is not None:
             return self._attend_shared(x, k, v, shared)
-        return self.out(self._attend(self._split(self.q(x)), k, v, causal))
+        return _linear(self.out, self._attend(self._split(_linear(self.q, x)), k, v, causal))
 
     def _attend_shared(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared: "Shared") -> torch.Tensor:
         """The grouped cross-attention of `_attend` for U distinct rows, each computed at the place
@@ -112,12 +112,12 @@ class Attention(nn.Module):
         m, H, Tk, D = k.shape
         at = shared.places(H)  # (U H,) rows of the (m H g, .) layout
         q = shared.buffer(self, "q", (m, H, shared.g, D))  # as `_attend` lays the queries out
-        q.view(-1, D).index_copy_(0, at, self.q(x).view(-1, D))
+        q.view(-1, D).index_copy_(0, at, _linear(self.q, x).view(-1, D))
         att = (q @ k.transpose(-2, -1)) * D**-0.5  # (m, H, g, Tk)
         p = shared.buffer(self, "p", (m, H, shared.g, Tk))
         p.view(-1, Tk).index_copy_(0, at, att.view(-1, Tk).index_select(0, at).softmax(-1))
         y = (p @ v).view(-1, D).index_select(0, at)  # (U H, D)
-        return self.out(y.view(-1, 1, H * D))
+        return _linear(self.out, y.view(-1, 1, H * D))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
         """q (B, H, Tq, D) -> attention output (B, Tq, E), before the output projection."""
@@ -150,6 +150,20 @@ def _mlp(emb: int, ff: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(emb, ff), nn.GELU(), nn.Linear(ff, emb))
 
 
+# The modules' own kernels called directly: a decoding step makes ~50 such calls per layer on a few rows, and
+# nn.Module's call machinery (hooks, dispatch) cost more than some of the kernels. Same kernels, same numbers.
+def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, m.weight, m.bias)
+
+
+def _norm(m: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+
+
+def _mlp_apply(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    return _linear(mlp[2], F.gelu(_linear(mlp[0], x)))
+
+
 class EncoderLayer(nn.Module):
     """Pre-norm block: it trains stably at a higher learning rate than post-norm, which the CPU budget needs."""
 
@@ -160,9 +174,9 @@ class EncoderLayer(nn.Module):
         self.mlp = _mlp(cfg.emb, cfg.ff)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.ln1(x)
-        x = x + self.attn(h, *self.attn.keys_values(h), causal=False)
-        return x + self.mlp(self.ln2(x))
+        h = _norm(self.ln1, x)
+        x = x + self.attn.forward(h, *self.attn.keys_values(h), causal=False)
+        return x + _mlp_apply(self.mlp, _norm(self.ln2, x))
 
 
 class DecoderLayer(nn.Module):
@@ -182,16 +196,16 @@ class DecoderLayer(nn.Module):
         layer's preallocated (B, H, d, D) key and value buffers: its key and value are written at t and it
         attends to positions 0 .. t (no mask needed). `shared` goes to the cross-attention (see `Shared`);
         `tail=False` stops once the keys and values are written (their output is not needed)."""
-        h = self.ln1(x)
+        h = _norm(self.ln1, x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:
             past[0][:, :, t : t + 1], past[1][:, :, t : t + 1] = k, v
             if not tail:
                 return x
             k, v = past[0][:, :, : t + 1], past[1][:, :, : t + 1]
-        x = x + self.self_attn(h, k, v, causal=past is None)
-        x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False, shared=shared)
-        return x + self.mlp(self.ln3(x))
+        x = x + self.self_attn.forward(h, k, v, causal=past is None)
+        x = x + self.cross_attn.forward(_norm(self.ln2, x), *memory_kv, causal=False, shared=shared)
+        return x + _mlp_apply(self.mlp, _norm(self.ln3, x))
 
 
 class Generator(nn.Module):
@@ -224,8 +238,8 @@ class Generator(nn.Module):
         seq = torch.cat([(2 * label - 1)[:, None], x], dim=1)  # labels as -1 / +1, like the paper
         h = self.src_value(seq) + self.src_pos
         for layer in self.encoder:
-            h = layer(h)
-        return self.enc_ln(h)
+            h = layer.forward(h)
+        return _norm(self.enc_ln, h)
 
     def memory_kv(self, memory: torch.Tensor) -> Cache:
         """Cross-attention keys and values of every decoder layer, computed once per factual."""
@@ -234,14 +248,14 @@ class Generator(nn.Module):
 
     def _head(self, h: torch.Tensor, start: int) -> torch.Tensor:
         sl = slice(start, start + h.shape[1])
-        return torch.einsum("bte,ten->btn", self.dec_ln(h), self.head_w[sl]) + self.head_b[sl]
+        return torch.einsum("bte,ten->btn", _norm(self.dec_ln, h), self.head_w[sl]) + self.head_b[sl]
 
     def decode(self, prefix: torch.Tensor, label: torch.Tensor, mem_kv: Cache) -> torch.Tensor:
         """Teacher-forced: prefix (B, t) = first t features of x+ (t < d) -> logits (B, t + 1, n_bins)."""
         seq = torch.cat([(2 * label - 1)[:, None], prefix], dim=1)
         h = self.tgt_value(seq) + self.tgt_pos[: seq.shape[1]]
         for layer, kv in zip(self.decoder, mem_kv):
-            h = layer(h, kv)
+            h = layer.forward(h, kv)
         return self._head(h, 0)
 
     def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None, *,
@@ -262,7 +276,7 @@ class Generator(nn.Module):
             cache = [(h.new_empty(shape), h.new_empty(shape)) for _ in self.decoder]
         last = len(self.decoder) - 1
         for i, (layer, kv, past) in enumerate(zip(self.decoder, mem_kv, cache)):
-            h = layer(h, kv, past, t, shared=shared, tail=logits or i < last)
+            h = layer.forward(h, kv, past, t, shared=shared, tail=logits or i < last)
         return (self._head(h, t)[:, 0] if logits else None), cache
 
     def traced_step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache, *,
