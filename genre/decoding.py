@@ -35,7 +35,7 @@ SHARE_FROM = 8
 # hand-off costs more than the second core gives.
 SPLIT_FROM = 64
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
 
 
 def default_threads() -> int:
@@ -68,10 +68,12 @@ def decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.T
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
+    """The decoding threads, made on first use. A forked child (the memory bench, a forking server) gets a
+    pool of its own: it inherits the parent's pool object but not its threads, and would wait on them forever."""
     global _POOL
-    if _POOL is None or _POOL._max_workers < workers:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genre-decode")
-    return _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genre-decode"))
+    return _POOL[1]
 
 
 @torch.no_grad()

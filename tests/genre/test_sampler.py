@@ -70,6 +70,30 @@ def test_shared_prefixes_and_threads_do_not_change_a_sample(genre, compas_setup)
     assert alone.tobytes() == batch[:3].tobytes()
 
 
+def test_a_forked_child_decodes_with_threads_of_its_own(genre, compas_setup):
+    """A forked process inherits the decoding pool but not its threads; it must not wait on them."""
+    import multiprocessing as mp
+
+    factuals = compas_setup.pick_factuals(200, seed=1)
+    expected = genre.sample(factuals, k=4, temperature=0.5, seed=2, threads=2)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_sample_in_child, args=(genre, factuals, send))
+    child.start()
+    assert recv.poll(120), "the forked child did not answer within 120 s"
+    got = recv.recv()
+    child.join(10)
+    assert got.tobytes() == expected.tobytes()
+
+
+def _sample_in_child(genre, factuals, conn) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    conn.send(genre.sample(factuals, k=4, temperature=0.5, seed=2, threads=2))
+    conn.close()
+
+
 @pytest.mark.parametrize("rule", ["max_prob", "min_cost"])
 def test_immutable_features_never_change(compas_setup, factuals, recourses, rule):
     immutable = compas_setup.spec.mask("immutable")
