@@ -110,18 +110,20 @@ def measure_dice(name: str, setup, factuals: np.ndarray, time_cap_s: float = DEF
 
 
 def measure_cfrl(setup, factuals: np.ndarray, latency_queries: int = 20, threads: int = 1) -> dict:
-    """CFRL in its own venv (a subprocess): the batch and single-query times it measured itself, its training
-    time (autoencoder + DDPG, when it was trained; the trained explainer is cached like GenRe's generator)."""
+    """CFRL in its own venv (a subprocess): the batch and single-query times it measured itself at 1 and at
+    `threads` torch threads (the faster is reported), its training time (autoencoder + DDPG, when it was
+    trained with `threads`; the trained explainer is cached like GenRe's generator)."""
     from genre.peers_cfrl import run_cfrl
 
-    run = run_cfrl(setup, factuals, threads=threads, latency_queries=latency_queries)
+    run = run_cfrl(setup, factuals, threads=threads, answer_threads=(1, threads), latency_queries=latency_queries)
     n = len(factuals)
     return {"method": CFRL, "n": n, "finished": n, "found": n, **quality(factuals, run.recourses, setup),
             "seconds": run.batch_seconds, "recourses_per_second": n / run.batch_seconds,
             **_latency(run.latency_seconds), "train_seconds": run.train_seconds,
             "train_detail": {"autoencoder_s": run.ae_seconds, "ddpg_s": run.fit_seconds,
                              "source": "cached (trained earlier)" if run.cached else "trained now"},
-            "threads": threads, "versions": run.versions, "peak_python_mb": None, "peak_rss_mb": None,
+            "threads": run.answer_threads, "seconds_by_threads": run.batch_seconds_by_threads,
+            "versions": run.versions, "peak_python_mb": None, "peak_rss_mb": None,
             "memory_pass": "not measured (runs in its own venv)"}
 
 

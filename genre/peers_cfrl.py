@@ -41,6 +41,8 @@ class CfrlRun:
     fit_seconds: float
     cached: bool
     versions: dict
+    answer_threads: int = 1  # the thread count the reported times were taken at (the fastest)
+    batch_seconds_by_threads: dict | None = None
 
 
 def codes(encoded: np.ndarray, encoder) -> np.ndarray:
@@ -53,7 +55,7 @@ def codes(encoded: np.ndarray, encoder) -> np.ndarray:
 
 
 def job_arrays(setup, factuals: np.ndarray, *, train_steps: int = TRAIN_STEPS, ae_epochs: int = AE_EPOCHS,
-               threads: int = 1, latency_queries: int = 20) -> dict:
+               threads: int = 1, answer_threads=(1,), latency_queries: int = 20) -> dict:
     """The job file's arrays for `bench/cfrl_worker.py`."""
     spec, enc = setup.spec, setup.encoder
     arrays = {"X_train": codes(setup.X_train, enc), "factuals": codes(factuals, enc), "lo": enc.min_, "span": enc.range_}
@@ -65,22 +67,23 @@ def job_arrays(setup, factuals: np.ndarray, *, train_steps: int = TRAIN_STEPS, a
             "category_map": {str(spec.features.index(f)): list(c) for f, c in spec.categorical.items()},
             "immutable": list(spec.immutable), "ranges": {}, "integer": list(spec.integer),
             "train_steps": int(train_steps), "ae_epochs": int(ae_epochs), "seed": int(setup.seed), "threads": int(threads),
-            "latency_queries": int(latency_queries)}
+            "answer_threads": sorted({int(t) for t in answer_threads}), "latency_queries": int(latency_queries)}
     arrays["meta"] = np.array(json.dumps(meta))
     return arrays
 
 
 def run_cfrl(setup, factuals: np.ndarray, *, python: Path = DEFAULT_PYTHON, train_steps: int = TRAIN_STEPS,
-             ae_epochs: int = AE_EPOCHS, threads: int = 1, latency_queries: int = 20,
+             ae_epochs: int = AE_EPOCHS, threads: int = 1, answer_threads=(1,), latency_queries: int = 20,
              timeout_s: float = 3600.0) -> CfrlRun:
-    """Train (or load) CFRL for the set-up's h and answer the factuals, in the CFRL venv."""
+    """Train (or load) CFRL for the set-up's h and answer the factuals, in the CFRL venv. `threads`: torch
+    threads for training; answering is timed at each of `answer_threads` and the fastest is reported."""
     if not Path(python).exists():
         raise CfrlUnavailable(f"CFRL needs its own venv: {python} is missing (run `make bench-deps`)")
     cache = Path(setup.cache_dir) / "cfrl"
     with tempfile.TemporaryDirectory(prefix="genre-cfrl-") as tmp:
         job, answer = Path(tmp) / "job.npz", Path(tmp) / "answer.npz"
         np.savez(job, **job_arrays(setup, factuals, train_steps=train_steps, ae_epochs=ae_epochs, threads=threads,
-                                   latency_queries=latency_queries))
+                                   answer_threads=answer_threads, latency_queries=latency_queries))
         start = time.perf_counter()
         # stderr passes through: the training's progress bar (alibi's tqdm) shows, and so does any traceback.
         done = subprocess.run([str(python), str(WORKER), str(job), str(answer), "--cache", str(cache)],
@@ -95,4 +98,5 @@ def run_cfrl(setup, factuals: np.ndarray, *, python: Path = DEFAULT_PYTHON, trai
     return CfrlRun(recourses=recourses, batch_seconds=float(out["batch_seconds"]),
                    latency_seconds=np.asarray(out["latency_seconds"], dtype=np.float64), train_seconds=ae + fit,
                    ae_seconds=ae, fit_seconds=fit, cached=bool(int(out["loaded"])),
-                   versions=json.loads(str(out["versions"])))
+                   versions=json.loads(str(out["versions"])), answer_threads=int(out["answer_threads"]),
+                   batch_seconds_by_threads=json.loads(str(out["batch_seconds_by_threads"])))

@@ -38,12 +38,14 @@ def test_the_job_carries_h_and_the_constraints(compas_setup):
 def test_cfrl_answers_in_its_own_venv_and_keeps_immutables(compas_setup):
     s = compas_setup
     factuals = s.pick_factuals(12, seed=0)
-    first = run_cfrl(s, factuals, train_steps=60, ae_epochs=1, latency_queries=2)
+    first = run_cfrl(s, factuals, train_steps=60, ae_epochs=1, answer_threads=(1, 2), latency_queries=2)
     assert first.recourses.shape == factuals.shape and not first.cached
     assert first.versions["alibi"] == "0.9.6" and first.versions["numpy"].startswith("1.")
     assert not immutable_changed(factuals, first.recourses, s.spec).any()
     assert not categorical_out_of_domain(first.recourses, s.encoder).any()
     assert first.train_seconds > 0 and first.batch_seconds > 0 and len(first.latency_seconds) == 2
+    assert set(first.batch_seconds_by_threads) == {"1", "2"} and first.answer_threads in (1, 2)
+    assert first.batch_seconds == min(first.batch_seconds_by_threads.values())
     again = run_cfrl(s, factuals, train_steps=60, ae_epochs=1, latency_queries=2)
     assert again.cached and again.train_seconds == first.train_seconds
     np.testing.assert_allclose(again.recourses, first.recourses, atol=1e-6)
