@@ -52,10 +52,16 @@ results: venv
 	.venv/bin/genre evaluate --dataset $(DATASET) --n all --seed 0 --methods $(ABLATION_METHODS) --out docs/results/$(DATASET)-ablation.json
 
 # The optional `bench` extra (DiCE), without its unused heavy dependencies: see requirements-bench.txt.
-bench-deps: .venv/.bench-installed
+# And CFRL's own venv (alibi 0.9.6 needs numpy < 2): see requirements-cfrl.txt and genre/peers_cfrl.py.
+bench-deps: .venv/.bench-installed .venv-cfrl/.installed
 
 .venv/.bench-installed: requirements-bench.txt .venv/.installed
 	$(PY) -m pip install -q --no-deps -r requirements-bench.txt
+	touch $@
+
+.venv-cfrl/.installed: requirements-cfrl.txt
+	test -x .venv-cfrl/bin/python || python3 -m venv .venv-cfrl
+	.venv-cfrl/bin/python -m pip install -q -r requirements-cfrl.txt
 	touch $@
 
 # A local Prefect server + process worker on 127.0.0.1 with every deployment of prefect.yaml (pids under GENRE_HOME).

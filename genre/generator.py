@@ -10,7 +10,8 @@ sampler can keep a key/value cache and add one token per step (`Generator.step`)
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,6 +51,32 @@ class ValueEmbedding(nn.Module):
         return torch.einsum("bth,the->bte", hidden, self.w2[sl]) + self.b2[sl]  # (B, T, E)
 
 
+@dataclass
+class Shared:
+    """U distinct decoding rows of a batch of m memories x g rows (g consecutive rows per memory): row u
+    stands for the rows at (memory[u], row[u]), where its cross-attention is computed. `buffer` keeps zeroed
+    work tensors for one decoding call (rows not in use keep stale but finite values, which no row reads)."""
+
+    memory: torch.Tensor  # (U,) long
+    row: torch.Tensor  # (U,) long, in 0 .. g - 1
+    g: int
+    scratch: dict = field(default_factory=dict)
+    _places: dict = field(default_factory=dict)
+
+    def places(self, heads: int) -> torch.Tensor:
+        """(U heads,) row u's place for each head in an (m, heads, g, .) tensor viewed as (m heads g, .)."""
+        if heads not in self._places:
+            head = torch.arange(heads)
+            self._places[heads] = ((self.memory[:, None] * heads + head) * self.g + self.row[:, None]).reshape(-1)
+        return self._places[heads]
+
+    def buffer(self, owner: nn.Module, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        key = (id(owner), name)
+        if key not in self.scratch:
+            self.scratch[key] = torch.zeros(shape)
+        return self.scratch[key]
+
+
 class Attention(nn.Module):
     def __init__(self, emb: int, heads: int):
         super().__init__()
@@ -67,11 +94,33 @@ class Attention(nn.Module):
         return torch.ones(tq, tk, dtype=torch.bool, device=device).triu(1 + tk - tq)
 
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv(x).chunk(2, dim=-1)
+        k, v = _linear(self.kv, x).chunk(2, dim=-1)
         return self._split(k), self._split(v)
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-        q = self._split(self.q(x))  # (B, H, Tq, D)
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                shared: "Shared | None" = None) -> torch.Tensor:
+        """x (B, T, E) queries against keys and values (B or m, H, Tk, D) -> (B, T, E); with `shared`, x holds
+        U distinct decoding rows of m memories x g rows (see `Shared`)."""
+        if shared is not None:
+            return self._attend_shared(x, k, v, shared)
+        return _linear(self.out, self._attend(self._split(_linear(self.q, x)), k, v, causal))
+
+    def _attend_shared(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared: "Shared") -> torch.Tensor:
+        """The grouped cross-attention of `_attend` for U distinct rows, each computed at the place
+        (memory f, row j) one of its rows has in the m x g layout, so that its result is that row's, bit for
+        bit; the softmax, by far the dearest step over so few keys, runs on the U rows alone."""
+        m, H, Tk, D = k.shape
+        at = shared.places(H)  # (U H,) rows of the (m H g, .) layout
+        q = shared.buffer(self, "q", (m, H, shared.g, D))  # as `_attend` lays the queries out
+        q.view(-1, D).index_copy_(0, at, _linear(self.q, x).view(-1, D))
+        att = (q @ k.transpose(-2, -1)) * D**-0.5  # (m, H, g, Tk)
+        p = shared.buffer(self, "p", (m, H, shared.g, Tk))
+        p.view(-1, Tk).index_copy_(0, at, att.view(-1, Tk).index_select(0, at).softmax(-1))
+        y = (p @ v).view(-1, D).index_select(0, at)  # (U H, D)
+        return _linear(self.out, y.view(-1, 1, H * D))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+        """q (B, H, Tq, D) -> attention output (B, Tq, E), before the output projection."""
         B, H, T, D = q.shape
         if T == 1 and k.shape[0] != B:
             # Grouped: B = m * g queries, g consecutive rows sharing one of m key sets (the k samples of a
@@ -81,24 +130,38 @@ class Attention(nn.Module):
             qg = q.view(m, B // m, H, D).transpose(1, 2)  # (m, H, g, D)
             att = (qg @ k.transpose(-2, -1)) * D**-0.5  # (m, H, g, Tk)
             y = (att.softmax(-1) @ v).transpose(1, 2)  # (m, g, H, D)
-            return self.out(y.reshape(B, 1, H * D))
+            return y.reshape(B, 1, H * D)
         if T == 1 and not causal:
             # One query per row (a decoding step): broadcast multiply-and-sum beats B * H tiny batched
             # matmuls, which spend their time copying k into matmul layout.
             att = (q * k).sum(-1, keepdim=True) * D**-0.5  # (B, H, Tk, 1)
             y = (att.softmax(2) * v).sum(2, keepdim=True)  # (B, H, 1, D)
-            return self.out(y.transpose(1, 2).reshape(B, 1, H * D))
+            return y.transpose(1, 2).reshape(B, 1, H * D)
         # Plain matmuls: with at most ~22 tokens this is several times faster on a CPU than the fused
         # scaled_dot_product_attention kernel, whose tiling only pays off on long sequences.
         att = (q @ k.transpose(-2, -1)) * D**-0.5  # (B, H, Tq, Tk)
         if causal:
             att = att.masked_fill(self._causal(T, k.shape[2], att.device), float("-inf"))
         y = att.softmax(-1) @ v  # (B, H, Tq, D)
-        return self.out(y.transpose(1, 2).reshape(B, T, H * D))
+        return y.transpose(1, 2).reshape(B, T, H * D)
 
 
 def _mlp(emb: int, ff: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(emb, ff), nn.GELU(), nn.Linear(ff, emb))
+
+
+# The modules' own kernels called directly: a decoding step makes ~50 such calls per layer on a few rows, and
+# nn.Module's call machinery (hooks, dispatch) cost more than some of the kernels. Same kernels, same numbers.
+def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, m.weight, m.bias)
+
+
+def _norm(m: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+
+
+def _mlp_apply(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    return _linear(mlp[2], F.gelu(_linear(mlp[0], x)))
 
 
 class EncoderLayer(nn.Module):
@@ -111,9 +174,9 @@ class EncoderLayer(nn.Module):
         self.mlp = _mlp(cfg.emb, cfg.ff)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.ln1(x)
-        x = x + self.attn(h, *self.attn.keys_values(h), causal=False)
-        return x + self.mlp(self.ln2(x))
+        h = _norm(self.ln1, x)
+        x = x + self.attn.forward(h, *self.attn.keys_values(h), causal=False)
+        return x + _mlp_apply(self.mlp, _norm(self.ln2, x))
 
 
 class DecoderLayer(nn.Module):
@@ -127,18 +190,22 @@ class DecoderLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor],
         past: tuple[torch.Tensor, torch.Tensor] | None = None, t: int = 0,
+        shared: "Shared | None" = None, tail: bool = True,
     ) -> torch.Tensor:
         """Whole sequence when `past` is None (causal). Else x is the one token at position t and `past` the
         layer's preallocated (B, H, d, D) key and value buffers: its key and value are written at t and it
-        attends to positions 0 .. t (no mask needed)."""
-        h = self.ln1(x)
+        attends to positions 0 .. t (no mask needed). `shared` goes to the cross-attention (see `Shared`);
+        `tail=False` stops once the keys and values are written (their output is not needed)."""
+        h = _norm(self.ln1, x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:
             past[0][:, :, t : t + 1], past[1][:, :, t : t + 1] = k, v
+            if not tail:
+                return x
             k, v = past[0][:, :, : t + 1], past[1][:, :, : t + 1]
-        x = x + self.self_attn(h, k, v, causal=past is None)
-        x = x + self.cross_attn(self.ln2(x), *memory_kv, causal=False)
-        return x + self.mlp(self.ln3(x))
+        x = x + self.self_attn.forward(h, k, v, causal=past is None)
+        x = x + self.cross_attn.forward(_norm(self.ln2, x), *memory_kv, causal=False, shared=shared)
+        return x + _mlp_apply(self.mlp, _norm(self.ln3, x))
 
 
 class Generator(nn.Module):
@@ -171,8 +238,8 @@ class Generator(nn.Module):
         seq = torch.cat([(2 * label - 1)[:, None], x], dim=1)  # labels as -1 / +1, like the paper
         h = self.src_value(seq) + self.src_pos
         for layer in self.encoder:
-            h = layer(h)
-        return self.enc_ln(h)
+            h = layer.forward(h)
+        return _norm(self.enc_ln, h)
 
     def memory_kv(self, memory: torch.Tensor) -> Cache:
         """Cross-attention keys and values of every decoder layer, computed once per factual."""
@@ -181,30 +248,51 @@ class Generator(nn.Module):
 
     def _head(self, h: torch.Tensor, start: int) -> torch.Tensor:
         sl = slice(start, start + h.shape[1])
-        return torch.einsum("bte,ten->btn", self.dec_ln(h), self.head_w[sl]) + self.head_b[sl]
+        return torch.einsum("bte,ten->btn", _norm(self.dec_ln, h), self.head_w[sl]) + self.head_b[sl]
 
     def decode(self, prefix: torch.Tensor, label: torch.Tensor, mem_kv: Cache) -> torch.Tensor:
         """Teacher-forced: prefix (B, t) = first t features of x+ (t < d) -> logits (B, t + 1, n_bins)."""
         seq = torch.cat([(2 * label - 1)[:, None], prefix], dim=1)
         h = self.tgt_value(seq) + self.tgt_pos[: seq.shape[1]]
         for layer, kv in zip(self.decoder, mem_kv):
-            h = layer(h, kv)
+            h = layer.forward(h, kv)
         return self._head(h, 0)
 
-    def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None) -> tuple[torch.Tensor, Cache]:
+    def step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache | None, *,
+             shared: "Shared | None" = None, logits: bool = True) -> tuple[torch.Tensor | None, Cache]:
         """One incremental step: the token at decoder position t (the label if t == 0, else feature t - 1)
         -> logits (B, n_bins) of feature t and the cache holding that token's keys and values too.
 
         `mem_kv` may hold m = B / g memories for B rows (g consecutive rows per memory, e.g. the k samples
-        of each factual): cross-attention then reads each memory once for its g rows."""
-        h = self.tgt_value(token[:, None], start=t) + self.tgt_pos[t]  # (B, 1, E)
+        of each factual): cross-attention then reads each memory once for its g rows.
+        With `shared`, token and cache hold U distinct prefixes of such a batch (`genre.decoding` decodes
+        each distinct prefix once), each computed where one of its rows sits (see `Shared`).
+        `logits=False` returns None and skips the work only the logits need (the last layer's attention,
+        MLP and the head): for a feature that is copied rather than drawn."""
+        h = self.tgt_value(token[:, None], start=t) + self.tgt_pos[t]  # (U, 1, E)
         if cache is None:  # buffers for all d positions, filled one position per step (no re-copying)
             cfg = self.config
             shape = (len(token), cfg.heads, cfg.d, cfg.emb // cfg.heads)
             cache = [(h.new_empty(shape), h.new_empty(shape)) for _ in self.decoder]
-        for layer, kv, past in zip(self.decoder, mem_kv, cache):
-            h = layer(h, kv, past, t)
-        return self._head(h, t)[:, 0], cache
+        last = len(self.decoder) - 1
+        for i, (layer, kv, past) in enumerate(zip(self.decoder, mem_kv, cache)):
+            h = layer.forward(h, kv, past, t, shared=shared, tail=logits or i < last)
+        return (self._head(h, t)[:, 0] if logits else None), cache
+
+    def traced_step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache, *,
+                    logits: bool = True) -> tuple[torch.Tensor | None, Cache]:
+        """`step` (with a cache, without `shared`) through a TorchScript trace of it for these shapes, made on
+        first use and kept. It runs the same kernels on the same inputs, so the numbers are the same; it
+        saves the Python round trip per operation, which is most of a single query's time (10 rows)."""
+        traces = self.__dict__.setdefault("_traces", {})
+        key = (t, logits, tuple(token.shape), tuple(mem_kv[0][0].shape), tuple(cache[0][0].shape))
+        flat = [x for kv in (*mem_kv, *cache) for x in kv]
+        if key not in traces:
+            with warnings.catch_warnings():  # TorchScript's deprecation notice
+                warnings.simplefilter("ignore")
+                traces[key] = torch.jit.trace(_Step(self, t, logits), (token, *flat), check_trace=False)
+        out = traces[key](token, *flat)
+        return (out if logits else None), cache
 
     # ---- training ------------------------------------------------------------------------------
     def soft_targets(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,3 +331,17 @@ class Generator(nn.Module):
         model = cls(GeneratorConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
         return model.eval()
+
+
+class _Step(nn.Module):
+    """`Generator.step` at one position with flat tensor arguments, the form `torch.jit.trace` takes."""
+
+    def __init__(self, model: Generator, t: int, logits: bool):
+        super().__init__()
+        self.model, self.t, self.logits = model, t, logits
+
+    def forward(self, token: torch.Tensor, *flat: torch.Tensor) -> torch.Tensor:
+        pairs = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        layers = len(self.model.decoder)
+        out, _ = self.model.step(token, self.t, pairs[:layers], pairs[layers:], logits=self.logits)
+        return out if self.logits else token

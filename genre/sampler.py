@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genre.classifier import Classifier, one_thread
+from genre.decoding import decode, default_threads, draw_uniforms
 from genre.encoding import MinMaxEncoder
 from genre.generator import Generator
 
@@ -136,11 +137,14 @@ class GenRe:
         monotone: bool = False,
         batch_size: int = 8192,
         row_seeds: np.ndarray | None = None,
+        threads: int | None = None,
     ) -> np.ndarray:
         """(n, d) encoded factuals -> (n, k, d) float32 samples (before any selection).
 
         `row_seeds` (n,) ints: factual i's random numbers come from (seed, row_seeds[i]) alone, so its
         samples do not depend on which other factuals share the call (serving uses a hash of the row).
+        `threads`: how many threads decode a large batch (None: every core this process may use); the
+        samples do not depend on it.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -152,58 +156,17 @@ class GenRe:
         gen = torch.Generator().manual_seed(seed)
         draws = None if row_seeds is None else _row_draws(seed, row_seeds, k, self.spec.d)
         per_batch = max(1, batch_size // k)  # factuals per batch: batch_size counts sample rows
-        with one_thread():
-            out = [self._decode(xf[s : s + per_batch], k, temperature, gen, incremental, monotone,
-                                None if draws is None else draws[s * k : (s + per_batch) * k])
-                   for s in range(0, len(xf), per_batch)]
+        threads = default_threads() if threads is None else max(1, int(threads))
+        out = []
+        with one_thread():  # per thread: the decoding threads split the batch instead (see genre.decoding)
+            for s in range(0, len(xf), per_batch):
+                chunk = xf[s : s + per_batch]
+                # Drawn before decoding, in the order the step-by-step loop drew them.
+                u = draw_uniforms(gen, len(chunk) * k, self.spec.d) if draws is None else draws[s * k : (s + per_batch) * k]
+                out.append(decode(self, chunk, k, temperature, u, incremental=incremental, monotone=monotone,
+                                  threads=threads))
         samples = torch.cat(out) if out else xf.new_empty(0, self.spec.d)
         return samples.view(len(xf), k, self.spec.d).numpy()
-
-    def _decode(self, factuals: torch.Tensor, k: int, temperature: float, gen: torch.Generator, incremental: bool,
-                monotone: bool, draws: torch.Tensor | None = None) -> torch.Tensor:
-        """(m, d) factuals -> (m k, d) samples; factual i's are rows i*k .. i*k + k - 1."""
-        model, d = self.generator, self.spec.d
-        # The encoder runs once per factual, not once per sample: its k samples share the memory.
-        mem_kv = model.memory_kv(model.encode(factuals, factuals.new_zeros(len(factuals))))
-        xf = factuals.repeat_interleave(k, dim=0)  # (B = m k, d)
-        B = xf.shape[0]
-        if not incremental:  # the reference path re-runs the prefix on one memory copy per row
-            mem_kv = [tuple(t.repeat_interleave(k, dim=0) for t in kv) for kv in mem_kv]
-        ones = xf.new_ones(B)
-        token, cache = 2 * ones - 1, None  # the favourable label opens the decoder sequence
-        out = xf.new_empty(B, d)
-        own = torch.round(xf * (model.config.n_bins - 1)).long()  # (B, d) each factual value's nearest bin
-        for t in range(d):
-            # The random numbers do not depend on the path, so both paths draw identical samples.
-            u = torch.rand(B, 1, generator=gen) if draws is None else draws[:, t : t + 1]
-            if incremental:
-                logits, cache = model.step(token, t, mem_kv, cache)
-            else:
-                logits = model.decode(out[:, :t], ones, mem_kv)[:, -1]
-            if self._immutable[t]:
-                out[:, t] = xf[:, t]  # copied, and the decoder is conditioned on the copy
-            else:
-                allowed = self._allowed[t].expand(B, -1)
-                if monotone and (self._increase[t] or self._decrease[t]):
-                    allowed = allowed & self._monotone_mask(xf[:, t], t)
-                logits = (logits / temperature).masked_fill(~allowed, float("-inf"))
-                cdf = logits.softmax(-1).cumsum(-1)
-                idx = torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_max(cdf.shape[1] - 1).squeeze(1)
-                # A draw of the factual's own bin keeps its exact value: the bin grid alone would move
-                # every feature by up to half a bin, a cost with no change in the applicant's situation.
-                keep = (idx == own[:, t]) if self.decoding.keep_own else torch.zeros_like(idx, dtype=torch.bool)
-                out[:, t] = torch.where(keep, xf[:, t], self._values[t, idx])
-                if monotone and self._increase[t]:
-                    out[:, t] = torch.maximum(out[:, t], xf[:, t])
-                elif monotone and self._decrease[t]:
-                    out[:, t] = torch.minimum(out[:, t], xf[:, t])
-            token = out[:, t]
-        if not self.decoding.categorical_mask:  # the paper rounds categorical features once the sample is drawn
-            for j, codes in self._levels.items():
-                if not self._immutable[j]:
-                    codes_t = torch.as_tensor(codes, dtype=out.dtype)
-                    out[:, j] = codes_t[(out[:, j, None] - codes_t[None, :]).abs().argmin(1)]
-        return out
 
     def _monotone_mask(self, factual: torch.Tensor, t: int) -> torch.Tensor:
         """(B, n_bins): bins on the permitted side of each factual's value (its own bin included)."""
@@ -213,6 +176,9 @@ class GenRe:
         return cols >= own if self._increase[t] else cols <= own
 
     # ---- selection -----------------------------------------------------------------------------
+    # One intra-op thread throughout: flipping torch's thread count between sampling and selection makes its
+    # thread pool start again, which cost 5-8 ms a call under load (the decoding threads use both cores).
+    @one_thread()
     def generate(
         self,
         factuals: np.ndarray,
@@ -230,6 +196,7 @@ class GenRe:
         margin: float = SECOND_OPINION_MARGIN,
         sparsify: bool = False,
         guard=None,
+        threads: int | None = None,
     ) -> np.ndarray:
         """One recourse per factual: (n, d) encoded factuals -> (n, d) float32 encoded recourses.
 
@@ -259,7 +226,7 @@ class GenRe:
             raise ValueError(f"select='{select}' needs a second opinion: pass second=<a classifier fit on h's training "
                              "data>, e.g. genre.classifier.SecondOpinion().fit(X_train, y_train), or set it on the GenRe")
         samples = self.sample(factuals, k, temperature, seed, incremental=incremental, monotone=monotone,
-                              batch_size=batch_size, row_seeds=row_seeds)
+                              batch_size=batch_size, row_seeds=row_seeds, threads=threads)
         n = samples.shape[0]
         if n == 0:
             return samples.reshape(0, self.spec.d)

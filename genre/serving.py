@@ -145,31 +145,33 @@ def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1,
         cost = np.abs(recourse - encoded).sum(1)
         table = encoder.to_units(recourse)
         factual_units = encoder.in_units(factual_rows)
-        for pos, i in enumerate(idx):
-            out["score"][i] = float(score[pos])
-            out["probability"][i] = float(prob[pos])
-            if not rejected[pos]:
-                out["status"][i], out["cost"][i], out["changed"][i] = FAVOURABLE, 0.0, "[]"
-                _fill(out, spec, i, factual_units, pos)
-            elif prob[pos] > 0.5:
-                out["status"][i], out["cost"][i] = OK, float(cost[pos])
-                _fill(out, spec, i, table, pos)
-                out["changed"][i] = json.dumps(changed(factual_units.iloc[pos], table.iloc[pos], spec))
-            else:
-                out["status"][i] = NO_RECOURSE
+        _fill_columns(out, spec, idx, rejected, prob, cost, score, factual_units, table)
     # object columns: integers stay ints and a missing value stays None (a float column would make NaN).
     return pd.DataFrame({c: pd.Series(out[c], dtype=object) for c in answer_columns(spec)})
 
 
-def changed(factual: pd.Series, recourse: pd.Series, spec: DatasetSpec) -> list[str]:
-    """Features whose value differs between factual and recourse, in the applicant's units."""
-    return [f for f in spec.features if str(factual[f]) != str(recourse[f])]
-
-
-def _fill(out: dict, spec: DatasetSpec, i: int, table: pd.DataFrame, pos: int) -> None:
-    # Column by column: a row Series of an all-numeric table would turn its int64 values into floats.
-    for f in spec.features:
-        out[f][i] = _plain(table[f].iat[pos])
+def _fill_columns(out: dict, spec: DatasetSpec, idx: np.ndarray, rejected: np.ndarray, prob: np.ndarray,
+                  cost: np.ndarray, score: np.ndarray, factual_rows: pd.DataFrame, table: pd.DataFrame) -> None:
+    """The readable rows' answers, a column at a time (row by row, pandas cost ~0.5 ms a row)."""
+    ok = rejected & (prob > 0.5)
+    status = np.where(~rejected, FAVOURABLE, np.where(ok, OK, NO_RECOURSE))
+    shown = ~rejected | ok  # no_valid_recourse rows show no values
+    moved = np.zeros((len(idx), len(spec.features)), dtype=bool)
+    for j, f in enumerate(spec.features):
+        factual, recourse = factual_rows[f].to_numpy(), table[f].to_numpy()
+        values = np.where(rejected, recourse, factual).tolist()  # tolist: Python ints, floats and str
+        moved[:, j] = factual.astype(str) != recourse.astype(str)  # `changed`: differs in the applicant's units
+        for pos, i in enumerate(idx):
+            out[f][i] = values[pos] if shown[pos] else None
+    for pos, i in enumerate(idx):
+        out["status"][i] = str(status[pos])
+        out["score"][i] = float(score[pos])
+        out["probability"][i] = float(prob[pos])
+        if not rejected[pos]:
+            out["cost"][i], out["changed"][i] = 0.0, "[]"
+        elif ok[pos]:
+            out["cost"][i] = float(cost[pos])
+            out["changed"][i] = json.dumps([f for f, m in zip(spec.features, moved[pos]) if m])
 
 
 def _plain(value) -> object:

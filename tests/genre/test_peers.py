@@ -143,6 +143,18 @@ def test_must_show_compares_against_both_dice_methods():
     assert not w["validity_above_wachter"] and w["plausibility_above_wachter"] and not w["holds"]
 
 
+def test_must_show_asks_for_1000x_dice_and_cfrls_speed_with_better_quality():
+    def row(m, rps, v, p):
+        return {"method": m, "recourses_per_second": rps, "validity": v, "plausibility": p}
+
+    base = [row("dice-random", 5, 0.8, 0.5), row("dice-genetic", 2, 0.7, 0.6)]
+    fast = must_show({"results": [row("genre", 6000, 0.99, 0.95), *base, row("cfrl", 5000, 0.65, 0.7)]})["genre"]
+    assert fast["speedup_at_least_1000x"] and fast["at_least_cfrl_speed"] and fast["speed_vs_cfrl"] == pytest.approx(1.2)
+    assert fast["validity_above_cfrl"] and fast["plausibility_above_cfrl"] and fast["holds"]
+    slow = must_show({"results": [row("genre", 4000, 0.99, 0.95), *base, row("cfrl", 5000, 0.65, 0.7)]})["genre"]
+    assert not slow["speedup_at_least_1000x"] and not slow["at_least_cfrl_speed"] and not slow["holds"]
+
+
 def test_dice_crash_counts_as_not_found(compas_setup, factuals, monkeypatch):
     dice = DiceRecourse(compas_setup, "genetic", seed=0)
 

@@ -53,6 +53,47 @@ def test_incremental_decoding_equals_rerunning_the_prefix(genre, factuals):
     np.testing.assert_array_equal(fast, slow)
 
 
+def test_shared_prefixes_and_threads_do_not_change_a_sample(genre, compas_setup):
+    """Decoding each distinct prefix once, and splitting the batch across threads, are speed-ups only: the
+    samples equal the reference path's (every row re-runs its whole prefix) bit for bit, at a temperature
+    where the k samples share some prefixes and split others."""
+    factuals = compas_setup.pick_factuals(200, seed=1)
+    reference = genre.sample(factuals, k=6, temperature=0.5, seed=2, incremental=False, threads=1)
+    for threads in (1, 2):
+        fast = genre.sample(factuals, k=6, temperature=0.5, seed=2, threads=threads)
+        assert fast.tobytes() == reference.tobytes()
+    # One factual at a time (no sharing below 8 factuals) gives the same rows as the batch.
+    rows = np.arange(200, dtype=np.uint64)
+    alone = np.concatenate([genre.sample(factuals[i : i + 1], k=6, temperature=0.5, seed=2, row_seeds=rows[i : i + 1])
+                            for i in range(3)])
+    batch = genre.sample(factuals, k=6, temperature=0.5, seed=2, row_seeds=rows)
+    assert alone.tobytes() == batch[:3].tobytes()
+
+
+def test_a_forked_child_decodes_with_threads_of_its_own(genre, compas_setup):
+    """A forked process inherits the decoding pool but not its threads; it must not wait on them."""
+    import multiprocessing as mp
+
+    factuals = compas_setup.pick_factuals(200, seed=1)
+    expected = genre.sample(factuals, k=4, temperature=0.5, seed=2, threads=2)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_sample_in_child, args=(genre, factuals, send))
+    child.start()
+    assert recv.poll(120), "the forked child did not answer within 120 s"
+    got = recv.recv()
+    child.join(10)
+    assert got.tobytes() == expected.tobytes()
+
+
+def _sample_in_child(genre, factuals, conn) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    conn.send(genre.sample(factuals, k=4, temperature=0.5, seed=2, threads=2))
+    conn.close()
+
+
 @pytest.mark.parametrize("rule", ["max_prob", "min_cost"])
 def test_immutable_features_never_change(compas_setup, factuals, recourses, rule):
     immutable = compas_setup.spec.mask("immutable")
