@@ -45,6 +45,15 @@ def _write_json(path: Path, data) -> None:
     tmp.replace(path)
 
 
+def _progress():
+    """Training progress: tqdm's bar on a terminal, else a few summary lines in the run's log."""
+    from prefect import get_run_logger
+
+    from genre.progress import is_terminal
+
+    return True if is_terminal() else get_run_logger().info
+
+
 @task(cache_policy=NO_CACHE)
 def snapshot_store(store_dir: Path, spec: DatasetSpec) -> store.Snapshot:
     """Freeze the current store as a content-addressed CSV (its data hash names the version)."""
@@ -61,7 +70,8 @@ def train_classifier(snapshot: Path, spec: DatasetSpec, run_dir: Path, training:
     _write_json(run_dir / "encoder.json", encoder.state_dict())
     config = ClassifierConfig(d=spec.d, epochs=training.classifier_epochs, balanced=True,
                               seed=training.seed)
-    classifier = Classifier(config).fit(encoder.transform(X_raw), y, progress=True)
+    # A bar on a terminal; elsewhere (a log file, a worker) a few lines through the run's logger.
+    classifier = Classifier(config).fit(encoder.transform(X_raw), y, progress=_progress())
     classifier.save(run_dir / "classifier.pt")
     _write_json(run_dir / "classifier_history.json", {"config": asdict(config), "loss": classifier.history_,
                                                        "train_rows": len(train)})
@@ -95,7 +105,7 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
                           train_cfg.batch_size, train_cfg.patience, train_cfg.lr, train_cfg.pairs.lam)
     X = encoder.transform(X_raw)
     genre = train_generator(X, y, encoder=encoder, classifier=classifier, config=model_cfg, train=train_cfg,
-                            progress=True)
+                            progress=_progress())
     # The robust selection rules' second opinion, fit on the same rows and labels, saved inside the GenRe folder.
     genre.second_opinion = SecondOpinion(seed=training.seed).fit(X, y)
     genre.save(run_dir / "genre")
