@@ -25,11 +25,12 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
 from genre.serving import answer, answer_columns
+from tasks import model_code
 from tasks.artifacts import load_classifier, load_encoder, load_genre, load_json
-from tasks.pyfunc_models import PIP_REQUIREMENTS
+from tasks.pyfunc_models import PIP_REQUIREMENTS, feature_inputs, value_type
 from tasks.serving_ledger import LEDGER_SWITCH, ServingLedger, recording_enabled
 from tasks.settings import GENERATOR_MODEL, RECOURSE_MODEL
 
@@ -117,13 +118,13 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
 
 
 def signature(spec) -> ModelSignature:
-    """Features as required `Any` columns (see the module docstring), an optional applicant id; typed output."""
-    inputs = Schema([ColSpec(AnyType(), f) for f in spec.features] + [ColSpec(AnyType(), ID_COLUMN, required=False)])
-    numeric = {"cost", "score", "probability"}
+    """Features as required `Any` columns (see the module docstring), an optional applicant id; typed output,
+    `changed` a list of feature names (a JSON array in the HTTP answer, not a string holding one)."""
+    inputs = Schema(feature_inputs(spec) + [ColSpec(AnyType(), ID_COLUMN, required=False)])
+    types = {"cost": "double", "score": "double", "probability": "double", "reason": "string",
+             "changed": Array("string")}
     outputs = [ColSpec("string", "status")] + [
-        ColSpec("double" if c in numeric else "string" if c in spec.categorical or c in ("reason", "changed")
-                else "long" if c in spec.integer else "double", c, required=False)
-        for c in answer_columns(spec)[1:]
+        ColSpec(types.get(c) or value_type(spec, c), c, required=False) for c in answer_columns(spec)[1:]
     ] + [ColSpec("long", "ledger_id", required=False), ColSpec("string", "classifier_version"),
          ColSpec("string", "generator_version")]
     return ModelSignature(inputs=inputs, outputs=Schema(outputs))
@@ -163,7 +164,7 @@ def register_recourse_model(run_id: str, run_dir: Path, example: pd.DataFrame, t
         spec = adapter.genre.spec
         example = example[list(spec.features)].reset_index(drop=True)
         info = mlflow.pyfunc.log_model(
-            name="recourse", python_model=RecourseModel(), artifacts=artifacts, signature=signature(spec),
+            name="recourse", python_model=model_code.RECOURSE, artifacts=artifacts, signature=signature(spec),
             input_example=example, pip_requirements=RECOURSE_REQUIREMENTS,
         )
     tags = {**tags, "classifier_version": classifier_version, "generator_version": generator_version}
