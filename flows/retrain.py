@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger
 
+from tasks import notify
 from tasks.faults import fault_point
 from tasks.gates import champion_figures, check_gates
 from tasks.liveness import RetrainLock
@@ -33,7 +34,7 @@ from tasks.training import (
 LOCK_TIMEOUT = "GENRE_RETRAIN_LOCK_TIMEOUT"
 
 
-@flow(name="retrain", flow_run_name="retrain-{dataset}")
+@flow(name="retrain", flow_run_name="retrain-{dataset}", on_failure=[notify.on_failure])
 def retrain(dataset: str = "compas", config: str | None = None) -> dict:
     """Train, evaluate, register and (if every gate passes) promote a classifier/generator pair."""
     log = get_run_logger()
@@ -51,7 +52,22 @@ def retrain(dataset: str = "compas", config: str | None = None) -> dict:
         except BaseException:
             end_run(run_id, "FAILED", settings)
             raise
+    publish_artifacts(spec.name, result, settings)
     return {**result, "reconciled": cleaned}
+
+
+def publish_artifacts(dataset: str, result: dict, settings: PipelineSettings) -> None:
+    """The gate table and the MLflow run's link as Prefect artifacts (a failure to publish is only a warning)."""
+    from tasks.registry import configure_mlflow
+    from tasks.run_artifacts import retrain_artifacts
+
+    try:
+        experiment = configure_mlflow(settings).get_experiment_by_name(settings.experiment)
+        keys = retrain_artifacts(dataset, result, experiment.experiment_id)
+    except Exception as exc:
+        get_run_logger().warning("could not publish the retrain's Prefect artifacts: %r", exc)
+        return
+    get_run_logger().info("Prefect artifacts: %s", ", ".join(keys))
 
 
 def _train_and_register(spec, snap, run_id: str, settings: PipelineSettings) -> dict:
