@@ -33,6 +33,17 @@ def register_method(name: str, fn: RecourseMethod | None = None):
     return add(fn) if fn is not None else add
 
 
+def known_methods() -> list[str]:
+    """Every registered method name, the providers' included (those whose module is missing are skipped)."""
+    for module in PROVIDERS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return sorted(METHODS)
+
+
 def get_method(name: str) -> RecourseMethod:
     if name in METHODS:
         return METHODS[name]
