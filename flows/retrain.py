@@ -21,7 +21,7 @@ from tasks.promote import gate_tags, mark_challenger, promote_pair
 from tasks.reconcile import reconcile
 from tasks.settings import PipelineSettings
 from tasks.specs import resolve_spec
-from tasks.tracking import end_run, log_and_register, start_retrain_run
+from tasks.tracking import end_run, log_and_register, start_retrain_run, system_metrics
 from tasks.training import (
     evaluate_classifier,
     evaluate_recourse,
@@ -74,17 +74,18 @@ def _train_and_register(spec, snap, run_id: str, settings: PipelineSettings) -> 
     log = get_run_logger()
     run_dir = settings.runs / f"{spec.name}-{snap.data_hash}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     log.info("training on store version %s (%d rows, %d batches)", snap.data_hash, snap.rows, snap.batches)
-    train_classifier(snap.path, spec, run_dir, settings.training)
-    fault_point("during_training")
-    figures = evaluate_classifier(snap.path, spec, run_dir, settings.training)
-    champion = champion_figures(snap.path, spec, settings)
-    gates = check_gates(figures, champion, settings.gates)
-    if all(g["passed"] for g in gates):
-        train_recourse_generator(snap.path, spec, run_dir, settings.training)
-        figures = evaluate_recourse(snap.path, spec, run_dir, settings.training)
+    with system_metrics(run_id, settings):  # the run's System metrics tab covers the training
+        train_classifier(snap.path, spec, run_dir, settings.training)
+        fault_point("during_training")
+        figures = evaluate_classifier(snap.path, spec, run_dir, settings.training)
+        champion = champion_figures(snap.path, spec, settings)
         gates = check_gates(figures, champion, settings.gates)
-    else:
-        log.warning("h failed its gates: no generator is trained against it")
+        if all(g["passed"] for g in gates):
+            train_recourse_generator(snap.path, spec, run_dir, settings.training)
+            figures = evaluate_recourse(snap.path, spec, run_dir, settings.training)
+            gates = check_gates(figures, champion, settings.gates)
+        else:
+            log.warning("h failed its gates: no generator is trained against it")
     versions = log_and_register(snap, spec, run_dir, settings, run_id, gate_tags(gates))
     mark_challenger(versions, settings)
     cv, gv = versions["classifier_version"], versions["generator_version"]

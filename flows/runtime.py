@@ -83,8 +83,18 @@ def reap_orphans(folder: Path | None = None) -> list[int]:
     return stopped
 
 
+def quiet_when_not_a_terminal() -> None:
+    """Progress bars only on a terminal: in a log file or a pipe MLflow's artifact-download bar is dozens of
+    redrawn lines (`MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`, MLflow's own switch; an explicit setting wins)."""
+    from genre.progress import is_terminal
+
+    if not is_terminal():
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def run_main(main):
     """Call `main()` with a temporary Prefect server that cannot outlive this process (see the module doc)."""
+    quiet_when_not_a_terminal()
     if os.environ.get("PREFECT_API_URL"):
         return main()
     folder = pids_dir()

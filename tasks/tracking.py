@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -126,6 +128,27 @@ def start_retrain_run(spec: DatasetSpec, data_hash: str, settings: PipelineSetti
     run = client.create_run(experiment.experiment_id, run_name=f"retrain-{spec.name}-{data_hash}",
                             tags={OWNER_TAG: owner_tag(), "genre.kind": "retrain"})
     return run.info.run_id
+
+
+SYSTEM_METRICS_SECONDS = "GENRE_SYSTEM_METRICS_SECONDS"  # sampling interval (default 10 s; 0: off)
+
+
+@contextmanager
+def system_metrics(run_id: str, settings: PipelineSettings):
+    """MLflow's system metrics (CPU, memory, disk, network, every GENRE_SYSTEM_METRICS_SECONDS) into the run
+    while the body runs."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    interval = float(os.environ.get(SYSTEM_METRICS_SECONDS, "10") or 0)
+    if interval <= 0:
+        yield
+        return
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, tracking_uri=settings.mlflow_uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 @task(cache_policy=NO_CACHE)

@@ -8,6 +8,7 @@ are fine) but the classifier trained on it fails its AUC gate, so the pair stays
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -30,8 +31,12 @@ GATES = {"auc_margin": 0.02, "auc_floor": 0.65, "validity_floor": 0.7, "validity
 def pipeline(tmp_path_factory, prefect_harness, pipeline_home):
     """A fresh GENRE_HOME and a tiny-training config for the module's flows."""
     home = tmp_path_factory.mktemp("genre-home")
-    with pipeline_home(home, GATES):
-        yield PipelineSettings.from_env()
+    os.environ["GENRE_SYSTEM_METRICS_SECONDS"] = "1"  # tiny trainings: sample often enough to see some
+    try:
+        with pipeline_home(home, GATES):
+            yield PipelineSettings.from_env()
+    finally:
+        del os.environ["GENRE_SYSTEM_METRICS_SECONDS"]
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +119,9 @@ def test_the_run_lists_its_datasets_and_the_registry_describes_each_version(pipe
     assert json.loads(train_input.dataset.profile)["num_rows"] + json.loads(
         inputs[f"compas-{result['data_hash']}-holdout"].dataset.profile)["num_rows"] == 800
     assert json.loads(train_input.dataset.source)["uri"].endswith(".csv")
-    # Opened before training, so its span covers it.
+    # Opened before training, so its span covers it; MLflow's system metrics were sampled meanwhile.
     assert run.info.start_time < run.info.end_time and run.info.status == "FINISHED"
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
     # The experiment opens on MLflow 3's model-training view, not the GenAI one.
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
