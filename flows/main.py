@@ -102,6 +102,8 @@ def summary(out: dict) -> str:
     drift = mon.get("data_drift") or {}
     lines.append(f"monitoring v{mon.get('classifier_version')} against v{mon.get('previous_version')}: data drift share "
                  f"{drift.get('drift_share')}, drifted columns {drift.get('drifted_columns')}")
+    if mon.get("headline"):
+        lines.append(f"  headline: {mon['headline']}")
     pred = mon.get("prediction_drift") or {}
     if pred:
         lines.append(f"  prediction drift: decision flip share {pred.get('decision_flip_share')}")
@@ -125,6 +127,10 @@ def summary(out: dict) -> str:
     same = out["champion_before_corrupt"] == out["champion_after_corrupt"]
     lines.append(f"champion after the corrupted batch: classifier v{out['champion_after_corrupt'][0]} + generator "
                  f"v{out['champion_after_corrupt'][1]} ({'unchanged' if same else 'CHANGED'})")
+    alerts = Path(out["home"]) / "alerts.jsonl"
+    if alerts.exists():
+        lines.append(f"alerts sent (quarantine, drift, failures): {len(alerts.read_text().splitlines())} in {alerts}")
+    lines.append("Prefect artifacts (a gate table per retrain, report links): .venv/bin/prefect artifact ls")
     lines.append(f"look at it all: .venv/bin/mlflow ui --backend-store-uri {out['mlflow_uri']} --host 127.0.0.1 --port 5000")
     return "\n".join(lines)
 

@@ -42,9 +42,10 @@ def retrain_artifacts(dataset: str, result: dict, experiment_id: str) -> list[st
     gates_key, run_key = key("gate-table", dataset, f"v{cv}"), key("mlflow-run", dataset, f"v{cv}")
     create_table_artifact(table=gate_rows(result["gates"]), key=gates_key,
                           description=f"Gates of {pair} on {dataset} store {result['data_hash']} "
-                                      f"({result['store_rows']} rows): {outcome}.")
+                                      f"({result['store_rows']} rows): {outcome}. MLflow run {result['run_id']}.")
     create_link_artifact(link=mlflow_run_url(experiment_id, result["run_id"]), link_text=f"MLflow run of {pair}",
-                         key=run_key, description=f"Params, metrics, datasets, plots and models of {pair}.")
+                         key=run_key, description=f"Params, metrics, datasets, plots and models of {pair} "
+                                                      f"(run {result['run_id']}).")
     return [gates_key, run_key]
 
 
