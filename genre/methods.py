@@ -33,14 +33,19 @@ def register_method(name: str, fn: RecourseMethod | None = None):
     return add(fn) if fn is not None else add
 
 
+def _load_provider(module: str) -> None:
+    """Import a provider so its register_method calls run; a provider that is not installed is skipped."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+
+
 def known_methods() -> list[str]:
-    """Every registered method name, the providers' included (those whose module is missing are skipped)."""
+    """Every registered method name, the providers' included."""
     for module in PROVIDERS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        _load_provider(module)
     return sorted(METHODS)
 
 
@@ -51,11 +56,7 @@ def get_method(name: str) -> RecourseMethod:
         module, _, attr = name.partition(":")
         return getattr(importlib.import_module(module), attr)
     for module in PROVIDERS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        _load_provider(module)
         if name in METHODS:
             return METHODS[name]
     raise KeyError(f"unknown recourse method '{name}': known {sorted(METHODS)} (or give 'module:function')")
