@@ -55,8 +55,7 @@ def ingest(dataset: str = "compas", incoming: str | None = None, config: str | N
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
-    get_run_logger().info("%d batch(es) from %s: %s", len(outcomes), folder,
-                          ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    get_run_logger().info("%d batch(es): %s", len(outcomes), ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     return outcomes
 
 

@@ -110,7 +110,7 @@ def summary(out: dict) -> str:
     for version, v in (mon.get("ledger_validity") or {}).items():
         lines.append(f"  ledger: recourse issued by classifier v{version}: {v['n']} recorded, "
                      f"{v['still_valid']:.1%} still valid under v{mon.get('classifier_version')}")
-    lines.append(f"  recourse report: {json.dumps({k: v for k, v in (mon.get('recourse') or {}).items() if k != 'files'}, default=str)}")
+    lines.append(f"  recourse report: {json.dumps({k: v for k, v in (mon.get('recourse') or {}).items() if k not in ('files', 'title')}, default=str)}")
     lines.append(f"  reports: {mon.get('report_dir')}")
     for key in ("data_drift", "prediction_drift", "recourse"):
         for path in ((mon.get(key) or {}).get("files") or {}).values():
