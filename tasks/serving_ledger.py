@@ -60,6 +60,20 @@ class ServedAnswer(_Base):
     generator_version: Mapped[str] = mapped_column(String(32))
 
 
+class HonouredAnswer(_Base):
+    """An answer that kept a promise: the served row accepted on an issued recourse (issue 13)."""
+
+    __tablename__ = "honoured_answer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    served_answer_id: Mapped[int] = mapped_column(Integer, index=True)
+    recourse_id: Mapped[int] = mapped_column(Integer, index=True)  # the ledger entry honoured
+    applicant_id: Mapped[str] = mapped_column(String(128))
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    classifier_version: Mapped[str] = mapped_column(String(32))  # the champion that would have judged it
+    generator_version: Mapped[str] = mapped_column(String(32))
+
+
 def recording_enabled() -> bool:
     return os.environ.get(LEDGER_SWITCH, "on").strip().lower() not in {"off", "0", "false", "no"}
 
@@ -91,12 +105,19 @@ class ServingLedger:
             self._ledger = None
 
     def record(self, applicants: pd.DataFrame, answers: pd.DataFrame, *, spec: DatasetSpec,
-               versions: dict[str, str], applicant_ids: list[str] | None = None) -> list[int | None]:
+               versions: dict[str, str], applicant_ids: list[str | None] | None = None,
+               honoured: dict[int, list[int]] | None = None) -> list[int | None]:
         """Record every row (one transaction); returns served_answer ids, or Nones if the ledger failed (the
-        rows are spooled). After a successful write, rows spooled earlier are replayed."""
+        rows are spooled). After a successful write, rows spooled earlier are replayed.
+
+        `applicant_ids`: per row the id the applicant gave, or None (then a generated id is stored, and its
+        recourse is never honoured later); `honoured`: row -> the ledger ids an `accepted_by_commitment`
+        answer kept (each recorded in `honoured_answer`)."""
         request_id = uuid.uuid4().hex
-        ids = applicant_ids or [f"{request_id[:12]}#{i + 1}" for i in range(len(answers))]
-        rows = _rows(applicants, answers, spec, versions, request_id, ids)
+        given = applicant_ids or [None] * len(answers)
+        ids = [g if g is not None else f"{request_id[:12]}#{i + 1}" for i, g in enumerate(given)]
+        rows = _rows(applicants, answers, spec, versions, request_id, ids, [g is not None for g in given],
+                     honoured or {})
         try:
             written = self._write(rows)
         except Exception:  # any database error: the answer must still reach the applicant
@@ -136,6 +157,18 @@ class ServingLedger:
             self._add(session, missing)
         return len(missing), len(rows) - len(missing)
 
+    def issued_to(self, dataset: str, applicant_ids: list[str]) -> pd.DataFrame:
+        """The recourse issued to these (real) applicant ids: one indexed query (`Ledger.issued_to`). A ledger
+        that cannot be read honours nobody (the champion answers); the failure is logged."""
+        try:
+            return self._open().issued_to(dataset, applicant_ids)
+        except Exception:
+            log.exception("ledger %s: could not look up issued recourse; no promise is honoured in this request",
+                          self.url)
+            self._reset()
+            return pd.DataFrame(columns=["id", "requested_at", "applicant_id", "factual", "recourse",
+                                         "classifier_version", "generator_version"])
+
     @staticmethod
     def _add(session: Session, rows: list[dict]) -> list[int]:
         served = []
@@ -148,7 +181,21 @@ class ServingLedger:
             served.append(ServedAnswer(recourse_id=entry.id if entry else None, **r["served"]))
         session.add_all(served)
         session.flush()
+        for r, s in zip(rows, served):
+            for recourse_id in r.get("honoured") or []:  # spooled rows from before issue 13 have none
+                session.add(HonouredAnswer(
+                    served_answer_id=s.id, recourse_id=int(recourse_id), applicant_id=s.applicant_id,
+                    answered_at=s.answered_at, classifier_version=s.classifier_version,
+                    generator_version=s.generator_version))
+        session.flush()
         return [s.id for s in served]
+
+    def honoured(self) -> pd.DataFrame:
+        """Every honoured_answer row, oldest first (for tests and audits)."""
+        columns = [c.name for c in HonouredAnswer.__table__.columns]
+        with Session(self._open().engine) as session:
+            found = session.query(HonouredAnswer).order_by(HonouredAnswer.id).all()
+            return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in found], columns=columns)
 
     def answers(self) -> pd.DataFrame:
         """Every served_answer row, oldest first (for tests and audits)."""
@@ -164,7 +211,7 @@ class ServingLedger:
 
 
 def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, versions: dict[str, str],
-          request_id: str, ids: list[str]) -> list[dict]:
+          request_id: str, ids: list[str], real: list[bool], honoured: dict[int, list[int]]) -> list[dict]:
     dataset, features = spec.name, list(spec.features)
     now = datetime.now(timezone.utc)
     sent = applicants.reset_index(drop=True).astype(object)
@@ -180,12 +227,13 @@ def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, ve
                 factual=factuals[i],
                 recourse={f: a[f] for f in features}, cost=a["cost"], score_factual=a["score"],
                 score_recourse=a["probability"], classifier_version=versions["classifier_version"],
-                generator_version=versions["generator_version"])
+                generator_version=versions["generator_version"], real_id=real[i])
         served = dict(answered_at=now, request_id=request_id, row=i + 1, applicant_id=ids[i], dataset=dataset,
                       status=a["status"], reason=a["reason"], applicant=applicant, answer=a,
                       classifier_version=versions["classifier_version"],
                       generator_version=versions["generator_version"])
-        out.append({"key": f"{request_id}#{i + 1}", "issued": issued, "served": served})
+        out.append({"key": f"{request_id}#{i + 1}", "issued": issued, "served": served,
+                    "honoured": honoured.get(i, [])})
     return out
 
 
