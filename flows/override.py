@@ -59,10 +59,17 @@ def override(version: str, monitor_after: bool = True) -> dict:
               "voided_share": float(tags.get(f"gate.{promise.GATE}.figure", "nan")),
               "voided": int(tags.get(f"gate.{promise.GATE}.voided", len(affected))),
               "rescored": int(tags.get(f"gate.{promise.GATE}.rescored", 0)), "affected_ids": affected}
-    promote_pair(version, generator, tags.get("data_hash", ""), settings)
+    if registry.champion_versions(settings)[0] == version:
+        raise OverrideRefused(f"{CLASSIFIER_MODEL} v{version} is the champion already")
+    # Recorded first: a promotion that then fails takes its record back, so the two never disagree.
     ledger = Ledger(ledger_url(settings.home))
     try:
         record_id = ledger.record_override(**record)
+        try:
+            promote_pair(version, generator, tags.get("data_hash", ""), settings)
+        except BaseException:
+            ledger.delete_override(record_id)
+            raise
     finally:
         ledger.dispose()
     registry.set_tags(CLASSIFIER_MODEL, version, {promise.OVERRIDE_APPLIED: datetime.now(timezone.utc).isoformat()},

@@ -10,9 +10,16 @@ import pandas as pd
 from genre.datasets import DatasetSpec, split_xy
 
 
-def acted_on_recourse(spec: DatasetSpec, train: pd.DataFrame, settings, size: int) -> pd.DataFrame:
-    """Up to `size` training rows the champion rejects (seeded draw), moved to the recourse the champion's
-    generator gives them (only recourse the champion accepts, as issued), with their own labels."""
+# How far the applicants in the story's performative batch went: three quarters of each recommended change.
+ACTED_SHARE = 0.75
+
+
+def acted_on_recourse(spec: DatasetSpec, train: pd.DataFrame, settings, size: int,
+                      share: float = ACTED_SHARE) -> pd.DataFrame:
+    """Up to `size` training rows the champion rejects (seeded draw), moved `share` of the way to the recourse
+    the champion's generator gives them (only recourse the champion accepts, as it would be issued; in the
+    encoded space, then written in the data's units, so a recommended category is taken), with their own
+    labels."""
     from flows.batches import acted_on_recourse_batch
     from tasks.recourse import load_champion_pair
 
@@ -24,9 +31,9 @@ def acted_on_recourse(spec: DatasetSpec, train: pd.DataFrame, settings, size: in
     rows = np.sort(rng.choice(rejected, size=min(size, len(rejected)), replace=False))
     t = settings.training
     moved = pair.genre.generate(X[rows], k=t.k, temperature=t.temperature, select=t.select, seed=t.seed)
-    moved = pair.encoder.snap_units(moved)
-    valid = pair.classifier.predict_proba(moved) > 0.5
-    batch = acted_on_recourse_batch(train.iloc[rows[valid]], pair.encoder.to_units(moved[valid]), spec)
+    valid = pair.classifier.predict_proba(pair.encoder.snap_units(moved)) > 0.5
+    partly = pair.encoder.snap_units(X[rows] + share * (moved - X[rows]))
+    batch = acted_on_recourse_batch(train.iloc[rows[valid]], pair.encoder.to_units(partly[valid]), spec)
     # Two people sent to the same profile are one row to the data contract's duplicate check: keep one.
     return batch.drop_duplicates(ignore_index=True)
 
@@ -39,8 +46,8 @@ def keep_the_promise(spec: DatasetSpec, train: pd.DataFrame, incoming: Path, set
     from flows.retrain import retrain
 
     batch = acted_on_recourse(spec, train, settings, size)
-    print(f"\n=== 3. recourse is a promise: {len(batch)} rejected applicants acted on their recourse; their own "
-          f"outcomes arrive ===", flush=True)
+    print(f"\n=== 3. recourse is a promise: {len(batch)} rejected applicants made {ACTED_SHARE:.0%} of their "
+          f"recourse's changes; their own outcomes arrive ===", flush=True)
     _drop(batch, incoming, "batch-003-acted-on-recourse.csv")
     out: dict = {"ingest_promise": ingest(dataset=spec.name, config=config)}
     out["promise_broken"] = retrain(dataset=spec.name, config=config)

@@ -185,6 +185,13 @@ class Ledger:
             session.flush()
             return row.id
 
+    def delete_override(self, override_id: int) -> None:
+        """Take back an override whose promotion failed."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(CommitmentOverride, override_id)
+            if row is not None:
+                session.delete(row)
+
     def overrides(self, classifier_version: str | None = None) -> pd.DataFrame:
         """Recorded overrides (of one classifier version, if given), oldest first."""
         query = select(CommitmentOverride).order_by(CommitmentOverride.id)
