@@ -65,12 +65,13 @@ def story(dataset: str, home: Path, config: str | None = None) -> dict:
     out["retrain_1"] = retrain(dataset=spec.name, config=config)
     if not out["retrain_1"]["promoted"]:
         raise RuntimeError(f"the first pair failed its gates: {out['retrain_1']['gates']}")
-    monitor(version=out["retrain_1"]["classifier_version"])  # the first champion's baseline audit
     people = parts["applicants"][list(spec.features)].copy()
     people.insert(0, "applicant_id", [f"A{i + 1:05d}" for i in range(len(people))])
     half = len(people) // 2
     applicants = _drop(people.iloc[:half], settings.home / "applicants", "applicants-001.csv")
     out["recourse"] = issue_recourse(applicants=str(applicants), dataset=spec.name)
+    # The first champion's baseline audit, its own recourse included (the first point of validity over time).
+    monitor(version=out["retrain_1"]["classifier_version"])
 
     size = min(max(MIN_SHIFT_ROWS, len(train) // 10), 3 * len(parts["shift"]) // 4)
     print(f"\n=== 2. shifted batch: {size} held-out rows, seeded shift (flows/batches.py) ===", flush=True)

@@ -69,11 +69,14 @@ def promise_lines(out: dict) -> list[str]:
     lines = []
     for label, r in (("challenger on the acted-on-recourse batch", out["promise_broken"]),
                      ("challenger that keeps the promise (--keep-promise)", out["promise_kept"])):
-        g = _gate(r)
+        g, fig = _gate(r), r["figures"]
         failed = [x["name"] for x in r["gates"] if not x["passed"]]
         lines.append(f"{label}: classifier v{r['classifier_version']} + generator v{r['generator_version']} -> "
                      f"{'PROMOTED to champion' if r['promoted'] else 'BLOCKED, stays challenger'}"
                      + (f" (failed: {', '.join(failed)})" if failed else ""))
+        if "validity" in fig:
+            lines.append(f"  h: AUC {fig['auc']:.3f}; recourse validity {fig['validity']:.3f}, plausibility "
+                         f"{fig['plausibility']:.3f}")
         verdict = "promise kept" if g["passed"] else f"{g['voided']} people would have been affected"
         lines.append(f"  commitment gate: {g['voided']} of {g['rescored']} issued recourses would be refused "
                      f"({g['figure']:.1%} {'<=' if g['passed'] else '>'} {g['threshold']:.1%}): {verdict}")
