@@ -5,7 +5,7 @@
     GENRE_HOME=... python bench/identical_samples.py save /tmp/after --datasets compas,adult,heloc
     python bench/identical_samples.py compare /tmp/before /tmp/after
 
-For each data set's recipe generator (`genre.recourse.load_or_train`, protocol seed 0) and 1000 rejected
+For each data set's recipe generator (`genre.evaluation.genre_methods.load_or_train`, protocol seed 0) and 1000 rejected
 test factuals (as `genre bench` draws them): the k samples at the paper rule's and the best rule's
 temperatures, the re-run-prefix path on 50 factuals, the serving path (monotone, per-row seeds), a small
 batch with another seed and batch size, and the recourses of `genre`, `genre-best`, `genre-mincost` and
@@ -22,8 +22,8 @@ import numpy as np
 
 
 def save(out: Path, datasets: list[str]) -> None:
-    from genre.protocol import load_protocol
-    from genre.recourse import _generate, load_or_train, sampling
+    from genre.evaluation.protocol import load_protocol
+    from genre.evaluation.genre_methods import _generate, load_or_train, sampling
 
     out.mkdir(parents=True, exist_ok=True)
     for name in datasets:

@@ -39,9 +39,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=5123)
     parser.add_argument("--out-dir", default=str(ROOT / "bench" / "out"))
     args = parser.parse_args()
-    from genre.datasets import get_spec, load_split
-    from tasks import registry
-    from tasks.serve import resolve_registry
+    from genre.core.datasets import get_spec, load_split
+    from tasks.registry import client as registry
+    from tasks.serving.serve import resolve_registry
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import great_expectations as gx
 import pandas as pd
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-from genre.datasets import DatasetSpec
+from genre.core.datasets import DatasetSpec
 
 SUITE_DIR = Path(__file__).resolve().parent
 

@@ -20,7 +20,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from genre.datasets import get_spec, is_spec_path, load_split
+from genre.core.datasets import get_spec, is_spec_path, load_split
 
 # The shifted batch is a tenth of the training split (at least 500 rows), so its shift shows in the
 # drift of the training store on adult's 36k rows too, not only on compas' 4.6k.
@@ -42,9 +42,9 @@ def story(dataset: str, home: Path, config: str | None = None) -> dict:
     from flows.issue_recourse import issue_recourse
     from flows.monitor import monitor
     from flows.retrain import retrain
-    from tasks.registry import champion_versions
+    from tasks.registry.client import champion_versions
     from tasks.settings import PipelineSettings
-    from tasks.specs import resolve_spec
+    from tasks.data.specs import resolve_spec
 
     settings = PipelineSettings.from_env(config)
     spec = resolve_spec(dataset, settings.home)  # a spec file is registered under the story's folder

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre.classifier import Classifier
-from genre.datasets import DatasetSpec, coerce_frame, load_split, read_table
-from genre.encoding import MinMaxEncoder
-from genre.metrics import PlausibilityScorer, cost
+from genre.core.classifier import Classifier
+from genre.core.datasets import DatasetSpec, coerce_frame, load_split, read_table
+from genre.core.encoding import MinMaxEncoder
+from genre.core.metrics import PlausibilityScorer, cost
 from monitoring.reports import recourse_frame
 
 
