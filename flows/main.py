@@ -20,6 +20,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from genre.core import files
 from genre.core.datasets import get_spec, is_spec_path, load_split
 
 # The shifted batch is a tenth of the training split (at least 500 rows), so its shift shows in the
@@ -28,10 +29,9 @@ MIN_SHIFT_ROWS = 500
 
 
 def _drop(frame, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    frame.to_csv(tmp, index=False)
-    return tmp.replace(folder / name)  # the ingest flow never sees half a file
+    with files.atomic_path(folder / name) as tmp:  # the ingest flow never sees half a file
+        frame.to_csv(tmp, index=False)
+    return folder / name
 
 
 def story(dataset: str, home: Path, config: str | None = None) -> dict:

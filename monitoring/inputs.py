@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from genre.core.classifier import Classifier
+from genre.core import files
 from genre.core.datasets import DatasetSpec, coerce_frame, load_split, read_table
 from genre.core.encoding import MinMaxEncoder
 from genre.core.metrics import PlausibilityScorer, cost
@@ -28,10 +29,8 @@ def audit_set(spec: DatasetSpec, path: str | Path, *, n: int = 500, seed: int = 
         return read_table(path, spec)
     test = load_split(spec, "test")
     audit = test.sample(n=min(n, len(test)), random_state=seed).reset_index(drop=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    audit.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with files.atomic_path(path) as tmp:
+        audit.to_csv(tmp, index=False)
     return audit
 
 

@@ -1,7 +1,6 @@
 """PNG plots and the JSON file of the peers benchmark (matplotlib on the Agg backend: no display needed)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from genre.core import files  # noqa: E402
 
 COLORS = {"genre": "#d62728", "genre-mincost": "#ff7f0e", "genre-robust-mincost": "#e377c2", "nnr": "#2ca02c", "wachter": "#1f77b4",
           "dice-random": "#9467bd", "dice-genetic": "#8c564b"}
@@ -18,12 +18,7 @@ COLORS = {"genre": "#d62728", "genre-mincost": "#ff7f0e", "genre-robust-mincost"
 
 def write_json(data: dict, path: Path) -> Path:
     """Atomic write; NaN and infinities become null so strict JSON parsers read the file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2))
-    tmp.replace(path)
-    return path
+    return files.write_json(path, _clean(data), indent=2)
 
 
 def _clean(obj):
@@ -42,11 +37,9 @@ def _clean(obj):
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from genre.bench import throughput as bench_speed
 from genre.core.classifier import Classifier
+from genre.core import files
 from genre.evaluation.genre_methods import generator_dir, load_or_train, sampling
 from genre.evaluation.methods import get_method
 from genre.evaluation.protocol import classifier_config, load_protocol
@@ -178,10 +179,7 @@ def main(args: argparse.Namespace) -> int:
                                   threads=_ints(args.threads)))
         print(json.dumps(rows[-1]), flush=True)
     print(format_table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-    tmp.write_text(json.dumps({"seed": args.seed, "machine": _machine(), "results": rows}, indent=2))
-    tmp.replace(args.out)
+    files.write_json(args.out, {"seed": args.seed, "machine": _machine(), "results": rows}, indent=2)
     print(f"wrote {args.out}")
     print(f"wrote {bench_speed.plot_grid(rows, args.out.with_name('speed_threads_batch.png'))}")
     return 0

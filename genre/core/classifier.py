@@ -18,6 +18,8 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
 
+from genre.core import files
+
 
 @contextmanager
 def one_thread():
@@ -123,11 +125,8 @@ class Classifier:
         return (self.predict_proba(X) > 0.5).astype(np.int64)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({"config": asdict(self.config), "state_dict": self.module.state_dict()}, tmp)
-        tmp.replace(path)  # never leave half a checkpoint under the real name
+        with files.atomic_path(path) as tmp:  # never leave half a checkpoint under the real name
+            torch.save({"config": asdict(self.config), "state_dict": self.module.state_dict()}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "Classifier":

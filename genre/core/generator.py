@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genre.core import files
+
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: self-attention (keys, values)
 
 
@@ -319,11 +321,8 @@ class Generator(nn.Module):
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({"config": asdict(self.config), "state_dict": self.state_dict()}, tmp)
-        tmp.replace(path)  # never leave half a checkpoint under the real name
+        with files.atomic_path(path) as tmp:  # never leave half a checkpoint under the real name
+            torch.save({"config": asdict(self.config), "state_dict": self.state_dict()}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "Generator":

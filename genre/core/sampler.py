@@ -21,6 +21,7 @@ import joblib
 import numpy as np
 import torch
 
+from genre.core import files
 from genre.core.classifier import Classifier, one_thread
 from genre.core.decoding import decode, default_threads, draw_uniforms
 from genre.core.encoding import MinMaxEncoder
@@ -291,15 +292,14 @@ class GenRe:
         directory.mkdir(parents=True, exist_ok=True)
         self.generator.save(directory / "generator.pt")
         self.classifier.save(directory / "classifier.pt")
-        _write_json(directory / "encoder.json", self.encoder.state_dict())
+        files.write_json(directory / "encoder.json", self.encoder.state_dict())
         if self.second_opinion is not None:
-            tmp = directory / "second_opinion.joblib.tmp"
-            joblib.dump(self.second_opinion, tmp)
-            tmp.replace(directory / SECOND_OPINION_FILE)
+            with files.atomic_path(directory / SECOND_OPINION_FILE) as tmp:
+                joblib.dump(self.second_opinion, tmp)
         else:
             (directory / SECOND_OPINION_FILE).unlink(missing_ok=True)  # never pair a stale one with new weights
         # genre.json last: `load_or_train` takes a folder with it as complete.
-        _write_json(directory / "genre.json", {"support": {k: v.tolist() for k, v in self.support.items()}})
+        files.write_json(directory / "genre.json", {"support": {k: v.tolist() for k, v in self.support.items()}})
         return directory
 
     @classmethod
@@ -370,9 +370,3 @@ def _snap_integers(values: np.ndarray, encoder: MinMaxEncoder) -> np.ndarray:
     raw = values * encoder.range_[:, None] + encoder.min_[:, None]
     raw[integer] = np.rint(raw[integer])
     return (raw - encoder.min_[:, None]) / encoder.range_[:, None]
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)

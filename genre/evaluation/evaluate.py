@@ -7,13 +7,13 @@ reports each figure's mean and standard deviation over the seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from genre.core.datasets import DatasetSpec, get_spec
+from genre.core import files
 from genre.evaluation.methods import get_method
 from genre.core.metrics import already_favourable_warning, setup_metrics
 from genre.evaluation.protocol import ProtocolSetup, load_protocol
@@ -135,9 +135,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n{spec.name}: mean ± std over seeds {seeds}")
         print(format_table(out["mean"], with_std=True))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        tmp.replace(args.out)
+        files.write_json(args.out, out, indent=2)
         print(f"wrote {args.out}")
     return 0

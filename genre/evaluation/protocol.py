@@ -28,6 +28,7 @@ import pandas as pd
 from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, oracle_labels
 from genre.core.datasets import DatasetSpec, file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.core.encoding import MinMaxEncoder
+from genre.core import files
 from genre.core.metrics import PlausibilityScorer
 from genre.core.settings import Settings
 
@@ -173,10 +174,7 @@ def _load_or_fit_encoder(path: Path, spec: DatasetSpec, X_train_raw: pd.DataFram
     if path.exists():
         return MinMaxEncoder.from_state_dict(json.loads(path.read_text()))
     encoder = MinMaxEncoder(spec).fit(X_train_raw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(encoder.state_dict(), indent=1))
-    tmp.replace(path)
+    files.write_json(path, encoder.state_dict())
     return encoder
 
 
@@ -190,7 +188,5 @@ def _load_or_fit(path: Path, fit):
 
 
 def _dump_atomic(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    joblib.dump(obj, tmp)
-    tmp.replace(path)
+    with files.atomic_path(path) as tmp:
+        joblib.dump(obj, tmp)

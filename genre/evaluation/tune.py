@@ -33,6 +33,7 @@ import numpy as np
 from genre.core.classifier import Classifier, Oracle, oracle_labels
 from genre.core.datasets import file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.core.encoding import MinMaxEncoder
+from genre.core import files
 from genre.core.generator import Generator, GeneratorConfig
 from genre.core.metrics import setup_metrics
 from genre.core.pairs import PairConfig
@@ -237,10 +238,7 @@ def main(args: argparse.Namespace) -> int:
     log_path = args.log or Path("docs/tuning") / f"{name}.json"
     recipe_path = args.recipe_out or RECIPE_DIR / f"{name}.json"
     for path, data in ((log_path, result), (recipe_path, result["recipe"])):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)
+        files.write_json(path, data)
     r = result["recipe"]
     print(f"{name}: chose {r['generator']} lambda {r['train']['pairs']['lam']} target_lof "
           f"{r['train']['pairs']['target_lof']}; paper rule {r['sampling']['paper']}; best {r['sampling']['best']} "

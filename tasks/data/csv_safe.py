@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from genre.core import files
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -33,9 +35,6 @@ def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write the neutralised frame atomically (a temporary name, then a rename). Lines end in CRLF (RFC 4180),
     so a cell holding a bare carriage return is quoted instead of splitting its row in two."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    neutralised(frame).to_csv(tmp, index=False, lineterminator="\r\n")
-    tmp.replace(path)
-    return path
+    with files.atomic_path(path) as tmp:
+        neutralised(frame).to_csv(tmp, index=False, lineterminator="\r\n")
+    return Path(path)

@@ -14,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+from genre.core import files
 from genre.core.datasets import BUILTIN, DatasetSpec, file_sha256, get_spec, is_spec_path, load_split, resolve_file
 
 # A spec's name becomes folder and file names (incoming/<name>, story-<name>-<time>, contracts/<name>.json).
@@ -64,10 +65,7 @@ def _register(spec: DatasetSpec, home: Path) -> Path:
     path = specs_dir(home) / f"{spec.name}.json"
     text = json.dumps(spec.to_dict(), indent=1, sort_keys=True) + "\n"
     if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        files.write_text(path, text)
     return path
 
 

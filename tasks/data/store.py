@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from genre.core import files
 from genre.core.datasets import DatasetSpec, file_sha256, read_table
 
 HASH_CHARS = 16  # enough to never collide among a store's batches, short enough to read in a tag
@@ -41,13 +42,6 @@ def _locked(store: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def manifest(store: Path) -> list[dict]:
     """Accepted batches in ingest order (empty for a new store)."""
     path = store / "manifest.json"
@@ -65,11 +59,11 @@ def append_batch(store: Path, frame: pd.DataFrame, content_hash: str, source: st
         if any(b["hash"] == content_hash for b in batches):
             return None
         rel = f"batches/{content_hash[:HASH_CHARS]}.csv"
-        _write_atomic(store / rel, frame.to_csv(index=False))
+        files.write_text(store / rel, frame.to_csv(index=False))
         entry = {"hash": content_hash, "file": rel, "source": source, "rows": int(len(frame)),
                  "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         # The manifest rename is the commit point: before it the batch file is an orphan nobody reads.
-        _write_atomic(store / "manifest.json", json.dumps({"batches": [*batches, entry]}, indent=1))
+        files.write_text(store / "manifest.json", json.dumps({"batches": [*batches, entry]}, indent=1))
         return entry
 
 
@@ -88,6 +82,6 @@ def snapshot(store: Path, spec: DatasetSpec) -> Snapshot:
         path = store / "snapshots" / f"{key}.csv"
         if not path.exists():
             frame = pd.concat([read_table(store / b["file"], spec) for b in batches], ignore_index=True)
-            _write_atomic(path, frame.to_csv(index=False))
+            files.write_text(path, frame.to_csv(index=False))
         rows = sum(b["rows"] for b in batches)
         return Snapshot(path=path, data_hash=key, rows=rows, batches=len(batches))

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from genre.core import files
 
 log = logging.getLogger(__name__)
 DATETIMES = {"issued": ("requested_at",), "served": ("answered_at",)}
@@ -95,9 +96,7 @@ def replay(url: str, write_missing, *, wait: bool = True) -> dict:
         if bad:  # kept for a person to read, never silently dropped
             with open(path.with_name("ledger-spool.unreadable.jsonl"), "a") as fh:
                 fh.write("\n".join(bad) + "\n")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line, _ in others))
-        tmp.replace(path)
+        files.write_text(path, "".join(line + "\n" for line, _ in others))
         counts["left_for_other_ledgers"], counts["unreadable_lines"] = len(others), len(bad)
     if counts["replayed"] or counts["already_recorded"]:
         log.info("ledger %s: replayed %d spooled rows (%d were recorded already)", ledger_name(url),

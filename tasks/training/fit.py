@@ -18,6 +18,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion
 from genre.core.datasets import DatasetSpec, read_table, split_xy
 from genre.core.encoding import MinMaxEncoder
+from genre.core import files
 from genre.core.metrics import PlausibilityScorer, already_favourable_warning, cost, recourse_metrics
 from tasks.data import store
 from tasks.settings import TrainingConfig
@@ -40,9 +41,7 @@ def load_run_encoder(run_dir: Path) -> MinMaxEncoder:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
+    files.write_json(path, data, default=str)
 
 
 @task(cache_policy=NO_CACHE)
