@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from genre.core import bins
 from genre.core.generator import Shared
 
 # Below this many factuals in a batch the prefixes are not shared: U < 7 distinct rows would take other
@@ -107,7 +108,7 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
         store = [(xf.new_empty(shape), xf.new_empty(shape)) for _ in model.decoder]
         cache = store
     out = xf.new_empty(B, d)
-    own = torch.round(xf * (n_bins - 1)).long()  # (B, d) each factual value's nearest bin
+    own = bins.nearest(xf, n_bins)  # (B, d) each factual value's nearest bin
     for t in range(d):
         drawn = not genre._immutable[t]
         if incremental:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genre.core import files
+from genre.core import bins, files
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: self-attention (keys, values)
 
@@ -230,9 +230,7 @@ class Generator(nn.Module):
             # One output layer per feature: each feature's distribution has its own shape.
             self.head_w = nn.Parameter(torch.randn(cfg.d, cfg.emb, cfg.n_bins) * cfg.emb**-0.5)
             self.head_b = nn.Parameter(torch.zeros(cfg.d, cfg.n_bins))
-            # Bin centres reach both 0 and 1, so the extremes of every feature (and both codes of a binary
-            # categorical) are exactly representable (the paper's grid stops one bin short of 1).
-            self.register_buffer("bins", torch.linspace(0.0, 1.0, cfg.n_bins))
+            self.register_buffer("bins", bins.centres_tensor(cfg.n_bins))  # the grid (see genre.core.bins)
 
     # ---- pieces shared by training and sampling --------------------------------------------------
     def encode(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:

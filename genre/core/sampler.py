@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 import torch
 
-from genre.core import files
+from genre.core import bins, files
 from genre.core.classifier import Classifier, one_thread
 from genre.core.decoding import decode, default_threads, draw_uniforms
 from genre.core.encoding import MinMaxEncoder
@@ -84,8 +84,7 @@ class GenRe:
         if d != self.spec.d:
             raise ValueError(f"generator has d={d} features but the encoder's spec '{self.spec.name}' has {self.spec.d}")
         if support is None:
-            bins = np.linspace(0.0, 1.0, n_bins)
-            support = {"low": [0.0] * d, "high": [1.0] * d, "bin_values": np.tile(bins, (d, 1)).tolist()}
+            support = {"low": [0.0] * d, "high": [1.0] * d, "bin_values": np.tile(bins.centres(n_bins), (d, 1)).tolist()}
         self.support = {k: np.asarray(v, dtype=np.float64) for k, v in support.items()}
         if self.support["bin_values"].shape != (d, n_bins):
             raise ValueError(f"support['bin_values'] must be ({d}, {n_bins}), got {self.support['bin_values'].shape}")
@@ -94,21 +93,20 @@ class GenRe:
     def _build_tables(self, n_bins: int) -> None:
         """Per feature: which bins may be drawn and the encoded value each bin decodes to (see `Decoding`)."""
         dec = self.decoding
-        bins = np.linspace(0.0, 1.0, n_bins)
-        half = 0.5 / (n_bins - 1)
+        grid, half = bins.centres(n_bins), bins.half_width(n_bins)
         low, high = self.support["low"], self.support["high"]
         allowed = np.ones((self.spec.d, n_bins), dtype=bool)
-        values = self.support["bin_values"].copy() if dec.observed_values else np.tile(bins, (self.spec.d, 1))
+        values = self.support["bin_values"].copy() if dec.observed_values else np.tile(grid, (self.spec.d, 1))
         levels = self.encoder.category_levels()
         for j in range(self.spec.d):
             if j in levels and dec.categorical_mask:
                 # Each category owns the bin nearest its code and decodes to the code exactly.
-                nearest = np.abs(bins[None, :] - levels[j][:, None]).argmin(1)
+                nearest = np.abs(grid[None, :] - levels[j][:, None]).argmin(1)
                 allowed[j] = False
                 allowed[j, nearest] = True
                 values[j, nearest] = levels[j]
             elif dec.clamp and j not in levels:
-                allowed[j] = (bins >= low[j] - half) & (bins <= high[j] + half)
+                allowed[j] = (grid >= low[j] - half) & (grid <= high[j] + half)
         if dec.clamp:
             values = np.clip(values, low[:, None], high[:, None])
         if dec.observed_values:
@@ -172,7 +170,7 @@ class GenRe:
     def _monotone_mask(self, factual: torch.Tensor, t: int) -> torch.Tensor:
         """(B, n_bins): bins on the permitted side of each factual's value (its own bin included)."""
         n_bins = self._values.shape[1]
-        own = torch.round(factual * (n_bins - 1)).long()[:, None]  # the factual's own bin
+        own = bins.nearest(factual, n_bins)[:, None]  # the factual's own bin
         cols = torch.arange(n_bins)[None, :]
         return cols >= own if self._increase[t] else cols <= own
 
@@ -351,8 +349,8 @@ def observed_support(X: np.ndarray, encoder: MinMaxEncoder, n_bins: int) -> dict
     """
     X = np.asarray(X, dtype=np.float64)
     integer = encoder.spec.mask("integer")
-    values = np.tile(np.linspace(0.0, 1.0, n_bins), (X.shape[1], 1))
-    nearest = np.rint(X * (n_bins - 1)).astype(int)
+    values = np.tile(bins.centres(n_bins), (X.shape[1], 1))
+    nearest = bins.nearest(X, n_bins)
     for j in range(X.shape[1]):
         for b in np.unique(nearest[:, j]):
             members = X[nearest[:, j] == b, j]
