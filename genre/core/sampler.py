@@ -21,14 +21,12 @@ import joblib
 import numpy as np
 import torch
 
-from genre.core import bins, files
+from genre.core import bins, files, selection
 from genre.core.classifier import Classifier, one_thread
 from genre.core.decoding import decode, default_threads, draw_uniforms
 from genre.core.encoding import MinMaxEncoder
 from genre.core.generator import Generator
 
-SELECT_RULES = ("max_prob", "min_cost", "knn_vote", "robust", "robust_min_cost")
-VOTE_NEIGHBOURS = 10  # chosen on held-out generator-validation sources of heloc and adult (README "## GenRe")
 # robust_min_cost's default threshold on the second opinion; a tuned recipe (`genre tune`) sets its own.
 SECOND_OPINION_MARGIN = 0.6
 SECOND_OPINION_FILE = "second_opinion.joblib"
@@ -203,7 +201,7 @@ class GenRe:
         `select="max_prob"` keeps the sample h likes best (the paper's rule) and `select="min_cost"` keeps
         the cheapest sample with h(x+) > 0.5, falling back to the max_prob choice when none is.
         `select="knn_vote"` (new, beyond the paper) keeps the sample with the highest h(x+) + v(x+), where
-        v is the share of favourable labels among its `VOTE_NEIGHBOURS` nearest rows (L1, encoded) of
+        v is the share of favourable labels among its `selection.VOTE_NEIGHBOURS` nearest rows (L1, encoded) of
         `reference = (X_train, y_train)`, the encoded rows and labels h was trained on: a second opinion
         from the data where h's boundary is wrong.
         The robust rules (new) also ask `second`, another classifier fit on h's training data (anything with
@@ -217,38 +215,18 @@ class GenRe:
         (`sparsify`); with a `guard` (anything with `is_inlier(rows)`), only where it still calls the row an inlier.
         """
         second = second if second is not None else self.second_opinion
-        if select not in SELECT_RULES:
-            raise ValueError(f"select must be one of {SELECT_RULES}, got '{select}'")
-        if select == "knn_vote" and reference is None:
-            raise ValueError("select='knn_vote' needs reference=(X_train, y_train): the rows and labels h learnt from")
-        if select.startswith("robust") and second is None:
-            raise ValueError(f"select='{select}' needs a second opinion: pass second=<a classifier fit on h's training "
-                             "data>, e.g. genre.core.classifier.SecondOpinion().fit(X_train, y_train), or set it on the GenRe")
+        evidence = selection.Evidence(reference=reference, second=second, margin=margin)
+        rule = selection.check(select, evidence)
         samples = self.sample(factuals, k, temperature, seed, incremental=incremental, monotone=monotone,
                               batch_size=batch_size, row_seeds=row_seeds, threads=threads)
         n = samples.shape[0]
         if n == 0:
             return samples.reshape(0, self.spec.d)
-        flat = samples.reshape(n * k, -1)
-        prob = self.classifier.predict_proba(flat).reshape(n, k)
-        accepted = prob > 0.5
-        if select.startswith("robust"):
-            other = np.asarray(second.predict_proba(flat), dtype=np.float64).reshape(n, k)
-            # Each sample's weaker opinion, plus 1 where h accepts it: a sample h accepts always beats one h
-            # rejects, so the recourse is valid under h whenever any sample is (as with max_prob).
-            prob = np.minimum(prob, other) + accepted
-            accepted &= other > margin
-        choice = prob.argmax(1)
-        if select in ("min_cost", "robust_min_cost"):
-            cost = np.abs(samples - np.asarray(factuals, dtype=np.float32)[:, None, :]).sum(-1)
-            cost = np.where(accepted, cost, np.inf)
-            choice = np.where(np.isfinite(cost).any(1), cost.argmin(1), choice)
-        elif select == "knn_vote":
-            vote = knn_vote(flat, *reference).reshape(n, k)
-            choice = (prob + vote).argmax(1)
-        chosen = samples[np.arange(n), choice]
+        factuals = np.asarray(factuals, dtype=np.float32)
+        prob = self.classifier.predict_proba(samples.reshape(n * k, -1)).reshape(n, k)
+        chosen = samples[np.arange(n), rule(selection.Candidates(samples, factuals, prob), evidence)]
         if sparsify:
-            chosen = self.sparsify(np.asarray(factuals, dtype=np.float32), chosen, margin, second, guard)
+            chosen = self.sparsify(factuals, chosen, margin, second, guard)
         return chosen
 
     def sparsify(self, factuals: np.ndarray, recourses: np.ndarray, margin: float, second=None, guard=None) -> np.ndarray:
@@ -316,21 +294,6 @@ def load_second_opinion(directory: str | Path):
     """The second opinion saved in a GenRe folder, or None when it has none."""
     path = Path(directory) / SECOND_OPINION_FILE
     return joblib.load(path) if path.exists() else None
-
-
-def knn_vote(X: np.ndarray, X_ref: np.ndarray, y_ref: np.ndarray, neighbours: int = VOTE_NEIGHBOURS,
-             chunk: int = 1024) -> np.ndarray:
-    """(m,) share of favourable labels (y == 1) among each row's nearest `neighbours` reference rows (L1)."""
-    X_ref = np.asarray(X_ref, dtype=np.float32)
-    y_ref = np.asarray(y_ref)
-    if len(X_ref) != len(y_ref) or len(X_ref) < neighbours:
-        raise ValueError(f"reference needs >= {neighbours} rows and one label each, "
-                         f"got {len(X_ref)} rows and {len(y_ref)} labels")
-    ref, fav = torch.as_tensor(X_ref), torch.as_tensor(y_ref == 1, dtype=torch.float32)
-    X = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    out = [fav[torch.cdist(X[s : s + chunk], ref, p=1.0).topk(neighbours, largest=False).indices].mean(1)
-           for s in range(0, len(X), chunk)]  # chunked: 1024 x 30k distances at a time on adult
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
 def _row_draws(seed: int, row_seeds: np.ndarray, k: int, d: int) -> torch.Tensor:

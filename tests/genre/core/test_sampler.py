@@ -8,7 +8,8 @@ import pytest
 from genre.core.generator import GeneratorConfig
 from genre.core.metrics import categorical_out_of_domain
 from genre.core.classifier import SecondOpinion
-from genre.core.sampler import SECOND_OPINION_MARGIN, GenRe, knn_vote
+from genre.core.sampler import SECOND_OPINION_MARGIN, GenRe
+from genre.core.selection import knn_vote
 from genre.core.train_generator import TrainConfig, train_generator
 
 # A small, quick recipe: enough for the behaviour checked here, not the README's figures.
