@@ -123,9 +123,19 @@ def recipe(dataset: str, d: int, rows: int | None = None) -> tuple[GeneratorConf
     return r.generator, r.train
 
 
-def make_pairs(
-    X: np.ndarray, y: np.ndarray, h_proba: np.ndarray, immutable: np.ndarray, config: TrainConfig
-) -> tuple[np.ndarray, np.ndarray, PairSampler, PairSampler]:
+@dataclass(frozen=True)
+class Pairs:
+    """What the generator learns from: sources split into train/validation, the targets, and Q for each split
+    (`train_q.index_` indexes `targets`; sources without a target in their immutable group are not kept)."""
+
+    train_sources: np.ndarray
+    val_sources: np.ndarray
+    targets: np.ndarray
+    train_q: PairSampler
+    val_q: PairSampler
+
+
+def make_pairs(X: np.ndarray, y: np.ndarray, h_proba: np.ndarray, immutable: np.ndarray, config: TrainConfig) -> Pairs:
     """Split sources into train/validation and build Q for each against all targets."""
     src_idx, tgt_idx = split_sources_targets(X, y, h_proba, config.pairs.gamma, config.pairs.target_lof)
     if len(src_idx) < 2:
@@ -135,12 +145,8 @@ def make_pairs(
     n_val = max(1, int(round(config.val_frac * len(perm))))
     val_src, train_src = perm[:n_val], perm[n_val:]
     targets = X[tgt_idx]
-    return (
-        X[train_src],
-        X[val_src],
-        PairSampler(X[train_src], targets, immutable, config.pairs),
-        PairSampler(X[val_src], targets, immutable, config.pairs),
-    )
+    return Pairs(X[train_src], X[val_src], targets, PairSampler(X[train_src], targets, immutable, config.pairs),
+                 PairSampler(X[val_src], targets, immutable, config.pairs))
 
 
 def train_generator(
@@ -179,10 +185,11 @@ def _train(X, y, encoder, classifier, config, train, progress) -> GenRe:
         raise ValueError(f"config.d={config.d} but X has {X.shape[1]} features")
     start = time.perf_counter()
     h_proba = classifier.predict_proba(X)
-    tr_src, va_src, tr_q, va_q = make_pairs(X, y, h_proba, spec.mask("immutable"), train)
-    targets = torch.as_tensor(X[split_sources_targets(X, y, h_proba, train.pairs.gamma, train.pairs.target_lof)[1]])
-    tr_src_t = torch.as_tensor(tr_src[tr_q.kept_])
-    va_src_t = torch.as_tensor(va_src[va_q.kept_])
+    pairs = make_pairs(X, y, h_proba, spec.mask("immutable"), train)
+    tr_q, va_q = pairs.train_q, pairs.val_q
+    targets = torch.as_tensor(pairs.targets)
+    tr_src_t = torch.as_tensor(pairs.train_sources[tr_q.kept_])
+    va_src_t = torch.as_tensor(pairs.val_sources[va_q.kept_])
 
     gen = torch.Generator().manual_seed(train.seed)
     # Fixed validation pairs: the same draws every epoch, so epochs are compared on equal terms.

@@ -9,7 +9,9 @@ import torch
 from genre.evaluation import genre_methods as recourse
 from genre.core.generator import GeneratorConfig
 from genre.evaluation.methods import get_method
-from genre.core.train_generator import TrainConfig, train_generator
+from genre.core import pairs as pairs_mod
+from genre.core.pairs import PairConfig, split_sources_targets
+from genre.core.train_generator import TrainConfig, make_pairs, train_generator
 
 TINY = dict(emb=16, heads=2, enc_layers=1, dec_layers=1, ff=32, value_hidden=8)
 
@@ -35,6 +37,28 @@ def test_early_stopping_ends_training_when_validation_stops_improving(compas_set
     # A learning rate this small cannot improve the validation loss measurably after the first epochs.
     run = _train(compas_setup, epochs=40, patience=2, lr=1e-9, warmup_steps=1)
     assert len(run.history_["val_loss"]) < 40
+
+
+def test_pairs_carry_their_targets_and_training_fits_the_target_lof_once(compas_setup, monkeypatch):
+    s = compas_setup
+    fits = []
+
+    class CountingLOF(pairs_mod.LocalOutlierFactor):
+        def fit_predict(self, X, y=None):
+            fits.append(len(X))
+            return super().fit_predict(X, y)
+
+    monkeypatch.setattr(pairs_mod, "LocalOutlierFactor", CountingLOF)
+    train = TrainConfig(epochs=1, patience=1, seed=0, pairs=PairConfig(target_lof=10))
+    h = s.classifier.predict_proba(s.X_train)
+    pairs = make_pairs(s.X_train, s.h_labels, h, s.spec.mask("immutable"), train)
+    expected = split_sources_targets(s.X_train, s.h_labels, h, train.pairs.gamma, train.pairs.target_lof)[1]
+    np.testing.assert_array_equal(pairs.targets, s.X_train[expected])
+    assert pairs.train_q.index_.max() < len(pairs.targets)
+    fits.clear()
+    run = train_generator(s.X_train, s.h_labels, encoder=s.encoder, classifier=s.classifier,
+                          config=GeneratorConfig(d=s.d, **TINY), train=train, progress=False)
+    assert len(fits) == 1 and run.history_["n_targets"] == len(pairs.targets)
 
 
 def test_genre_methods_are_registered_and_cache_their_generator(compas_setup, monkeypatch):
