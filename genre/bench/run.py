@@ -28,7 +28,7 @@ from genre.bench import throughput as bench_speed
 from genre.core.classifier import Classifier
 from genre.core import files
 from genre.evaluation.genre_methods import generator_dir, load_or_train, sampling
-from genre.evaluation.methods import get_method
+from genre.evaluation.methods import get_method, prepare_method
 from genre.evaluation.protocol import classifier_config, load_protocol
 
 N_FACTUALS = 1000
@@ -47,9 +47,9 @@ def bench_dataset(name: str, *, seed: int = 0, h_epochs: int = 10, retrain: bool
     genre = load_or_train(setup)
     paper = sampling(setup, "paper")
     row: dict = {"dataset": setup.spec.name, "n_factuals": N_FACTUALS, "k": paper.k, "temperature": paper.temperature}
-    row["generator_train_seconds"] = round(genre.history_["train_seconds"], 1)
+    row["generator_train_seconds"] = round(genre.history["train_seconds"], 1)
     row["generator_train_source"] = "timed now (--retrain)" if retrain else "recorded by the cached training run"
-    row["generator_epochs_run"] = len(genre.history_["val_loss"])
+    row["generator_epochs_run"] = len(genre.history["val_loss"])
 
     h_cfg = classifier_config(setup.spec, seed)
     start = time.perf_counter()
@@ -63,8 +63,7 @@ def bench_dataset(name: str, *, seed: int = 0, h_epochs: int = 10, retrain: bool
     row["load_average_before"] = bench_speed.load_average()
     for method in ("genre", "genre-best", "nnr", "wachter"):
         fn = get_method(method)
-        if hasattr(fn, "prepare"):
-            fn.prepare(setup)  # the generator and the second opinion load (or fit) before the clock
+        prepare_method(method, setup)  # the generator and the second opinion load (or fit) before the clock
         fn(factuals[:1], setup)  # warm-up (traces, buffers)
         times = []
         for _ in range(3):

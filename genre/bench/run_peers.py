@@ -161,7 +161,7 @@ def _genre_train_seconds(setup) -> float | None:
         from genre.evaluation.genre_methods import load_or_train
     except ModuleNotFoundError:
         return None
-    return float(load_or_train(setup, progress=False).history_.get("train_seconds", float("nan")))
+    return float(load_or_train(setup, progress=False).history.get("train_seconds", float("nan")))
 
 
 def must_show(report: dict) -> dict:

@@ -93,7 +93,7 @@ def training_scaling(setup, sizes=TRAIN_SIZES, *, epochs: int = 2, seed: int = 0
         pair_seconds = time.perf_counter() - t0
         model = train_generator(X, y, encoder=setup.encoder, classifier=setup.classifier, config=gen_cfg,
                                 train=train_cfg, progress=progress)
-        hist = model.history_
+        hist = model.history
         ran = len(hist["train_loss"])
         per_epoch = max(hist["train_seconds"] - pair_seconds, 1e-9) / ran
         rows.append({"rows": int(size), "sources": int(hist["n_train_sources"]), "epochs": ran,

@@ -22,7 +22,7 @@ def main(args: argparse.Namespace) -> int:
     config, train = recipe(setup.spec.name, setup.spec.d, rows=len(setup.X_train))
     train = replace(train, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     genre = load_or_train(setup, config=config, train=train, progress=True)
-    history = genre.history_
+    history = genre.history
     print(json.dumps({
         "dataset": setup.spec.name,
         "directory": str(generator_dir(setup, config, train)),

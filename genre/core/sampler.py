@@ -30,6 +30,7 @@ from genre.core.generator import Generator
 # robust_min_cost's default threshold on the second opinion; a tuned recipe (`genre tune`) sets its own.
 SECOND_OPINION_MARGIN = 0.6
 SECOND_OPINION_FILE = "second_opinion.joblib"
+HISTORY_FILE = "history.json"
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,14 @@ class GenRe:
         each bin decodes to. Without it, the range is [0, 1] and a bin decodes to its centre.
     second_opinion : optional second classifier fit on h's training data (`genre.core.classifier.SecondOpinion`),
         used by the robust selection rules when `generate` is given none; saved and loaded with the rest.
+    history : optional record of the generator's training (`train_generator` fills it: per-epoch losses, the
+        best epoch, pair counts, seconds); saved and loaded with the rest.
     """
 
     def __init__(self, generator: Generator, encoder: MinMaxEncoder, classifier: Classifier, *, support: dict | None = None,
-                 second_opinion=None, decoding: Decoding = Decoding()):
+                 second_opinion=None, decoding: Decoding = Decoding(), history: dict | None = None):
         self.generator = generator.eval()
+        self.history = history
         self.decoding = decoding
         self.encoder = encoder
         self.classifier = classifier
@@ -118,8 +122,16 @@ class GenRe:
 
     def with_decoding(self, decoding: Decoding) -> "GenRe":
         """The same models with another `Decoding` (for ablations); shares the generator and classifier."""
-        return GenRe(self.generator, self.encoder, self.classifier, support={k: v for k, v in self.support.items()},
-                     second_opinion=self.second_opinion, decoding=decoding)
+        return self._with(decoding=decoding)
+
+    def with_second_opinion(self, second_opinion) -> "GenRe":
+        """The same models with this second opinion (None: without one); shares the generator and classifier."""
+        return self._with(second_opinion=second_opinion)
+
+    def _with(self, **changes) -> "GenRe":
+        parts = {"support": dict(self.support), "second_opinion": self.second_opinion, "decoding": self.decoding,
+                 "history": self.history}
+        return GenRe(self.generator, self.encoder, self.classifier, **(parts | changes))
 
     # ---- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -263,7 +275,8 @@ class GenRe:
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write generator.pt, classifier.pt, encoder.json, genre.json (and second_opinion.joblib when set)."""
+        """Write generator.pt, classifier.pt, encoder.json, genre.json (and second_opinion.joblib, history.json
+        when set)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.generator.save(directory / "generator.pt")
@@ -274,6 +287,8 @@ class GenRe:
                 joblib.dump(self.second_opinion, tmp)
         else:
             (directory / SECOND_OPINION_FILE).unlink(missing_ok=True)  # never pair a stale one with new weights
+        if self.history is not None:
+            files.write_json(directory / HISTORY_FILE, self.history)
         # genre.json last: `load_or_train` takes a folder with it as complete.
         files.write_json(directory / "genre.json", {"support": {k: v.tolist() for k, v in self.support.items()}})
         return directory
@@ -286,8 +301,10 @@ class GenRe:
             raise FileNotFoundError(f"{directory} is not a saved GenRe: missing {missing}")
         meta = json.loads((directory / "genre.json").read_text())
         encoder = MinMaxEncoder.from_state_dict(json.loads((directory / "encoder.json").read_text()))
+        history = directory / HISTORY_FILE
         return cls(Generator.load(directory / "generator.pt"), encoder, Classifier.load(directory / "classifier.pt"),
-                   support=meta["support"], second_opinion=load_second_opinion(directory))
+                   support=meta["support"], second_opinion=load_second_opinion(directory),
+                   history=json.loads(history.read_text()) if history.exists() else None)
 
 
 def load_second_opinion(directory: str | Path):

@@ -168,7 +168,7 @@ def train_generator(
     encoder, classifier : the fitted encoder and the classifier h under recourse.
     config, train : model and training configs; default to `recipe(spec.name, d)`.
 
-    The returned object's `history_` holds per-epoch train/validation losses, the best epoch, the number
+    The returned object's `history` holds per-epoch train/validation losses, the best epoch, the number
     of pairs and the training time in seconds.
     """
     # Small matmuls: one thread beats two fighting over the shared cores (as for h).
@@ -230,10 +230,8 @@ def _train(X, y, encoder, classifier, config, train, progress) -> GenRe:
             break
     model.load_state_dict(best_state)
     history["train_seconds"] = time.perf_counter() - start
-    genre = GenRe(model.eval(), encoder, classifier, support=observed_support(X, encoder, config.n_bins))
-    genre.history_ = history
-    genre.train_config_ = train
-    return genre
+    return GenRe(model.eval(), encoder, classifier, support=observed_support(X, encoder, config.n_bins),
+                 history=history)
 
 
 @torch.no_grad()

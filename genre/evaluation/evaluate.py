@@ -14,7 +14,7 @@ import numpy as np
 
 from genre.core.datasets import DatasetSpec, get_spec
 from genre.core import files
-from genre.evaluation.methods import get_method
+from genre.evaluation.methods import get_method, prepare_method
 from genre.core.metrics import already_favourable_warning, setup_metrics
 from genre.evaluation.protocol import ProtocolSetup, load_protocol
 
@@ -33,8 +33,7 @@ def evaluate(setup: ProtocolSetup, methods: list[str], n: int | None = 200, seed
     for name in methods:
         method = get_method(name)
         # A method that trains or loads a model first (GenRe's generator) does so before the clock starts.
-        if hasattr(method, "prepare"):
-            method.prepare(setup)
+        prepare_method(name, setup)
         start = time.perf_counter()
         recourses = method(factuals, setup)
         elapsed = time.perf_counter() - start

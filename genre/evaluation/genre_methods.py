@@ -17,15 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from genre.core import files
 from genre.core.generator import GeneratorConfig
 from genre.evaluation.methods import register_method
 from genre.core.sampler import Decoding, GenRe
 from genre.core.train_generator import Sampling, TrainConfig, load_recipe, recipe, train_generator
 
 log = logging.getLogger(__name__)
-
-_LOADED: dict[Path, GenRe] = {}
-
 
 def generator_dir(setup, config: GeneratorConfig, train: TrainConfig) -> Path:
     """Where the generator for this set-up and recipe lives: keyed by both configs, so a new recipe retrains."""
@@ -40,19 +38,17 @@ def load_or_train(setup, *, progress: bool = True, config: GeneratorConfig | Non
     # The generator's seed follows the set-up's, as `genre train --seed` does, so both share one cache.
     config, train = config or default_cfg, train or replace(default_train, seed=setup.seed)
     directory = generator_dir(setup, config, train)
-    if directory in _LOADED:
-        return _LOADED[directory]
+    if directory in setup.generators:
+        return setup.generators[directory]
     if (directory / "genre.json").exists():
         genre = GenRe.load(directory)
-        genre.history_ = json.loads((directory / "history.json").read_text())
     else:
         log.info("%s: training the generator (cached in %s)", setup.spec.name, directory)
         genre = train_generator(setup.X_train, setup.h_labels, encoder=setup.encoder, classifier=setup.classifier,
                                 config=config, train=train, progress=progress)
+        files.write_json(directory / "recipe.json", {"config": asdict(config), "train": asdict(train)})
         genre.save(directory)
-        record = {**genre.history_, "config": asdict(config), "train": asdict(train)}
-        (directory / "history.json").write_text(json.dumps(record, indent=1))
-    _LOADED[directory] = genre
+    setup.generators[directory] = genre
     return genre
 
 
@@ -83,13 +79,13 @@ def prepare(setup) -> None:
     _ = setup.second_opinion
 
 
-@register_method("genre")
+@register_method("genre", prepare=prepare)
 def genre_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """The paper's GenRe: k samples at the recipe's temperature, keep the one h likes best (max_prob)."""
     return _generate(setup, "max_prob", factuals=factuals)
 
 
-@register_method("genre-best")
+@register_method("genre-best", prepare=prepare)
 def genre_best_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe with the selection rule, temperature, k and margin `genre tune` chose on validation data."""
     s = sampling(setup, "best")
@@ -97,27 +93,27 @@ def genre_best_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     return _generate(setup, s.select, "best", factuals=factuals, **extra)
 
 
-@register_method("genre-mincost")
+@register_method("genre-mincost", prepare=prepare)
 def genre_mincost_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe with the cheapest of the k samples that h accepts (h > 0.5), else the max_prob choice."""
     return _generate(setup, "min_cost", factuals=factuals)
 
 
-@register_method("genre-knn")
+@register_method("genre-knn", prepare=prepare)
 def genre_knn_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe keeping the sample with the highest h(x+) + share of positive labels among its 10 nearest
     training rows (the labels h was trained on). New beyond the paper; uses only h and the training data."""
     return _generate(setup, "knn_vote", factuals=factuals, reference=(setup.X_train, setup.h_labels))
 
 
-@register_method("genre-robust")
+@register_method("genre-robust", prepare=prepare)
 def genre_robust_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe keeping, among the samples h accepts, the one with the highest min(h(x+), g(x+)), g = gradient-
     boosted trees fit on h's training rows and labels (`setup.second_opinion`). New beyond the paper."""
     return _generate(setup, "robust", factuals=factuals)
 
 
-@register_method("genre-robust-mincost")
+@register_method("genre-robust-mincost", prepare=prepare)
 def genre_robust_mincost_recourse(factuals: np.ndarray, setup) -> np.ndarray:
     """GenRe keeping the cheapest sample that h accepts (> 0.5) and the second opinion g backs (> margin),
     else genre-robust's choice. New beyond the paper."""
@@ -139,14 +135,9 @@ def _ablation(decoding: Decoding):
     def method(factuals: np.ndarray, setup) -> np.ndarray:
         return _generate(setup, "max_prob", factuals=factuals, genre=load_or_train(setup).with_decoding(decoding))
 
-    method.prepare = prepare
     method.__doc__ = f"GenRe's max_prob rule with {decoding}."
     return method
 
 
 for _name, _decoding in ABLATIONS.items():
-    register_method(_name, _ablation(_decoding))
-
-for _method in (genre_recourse, genre_best_recourse, genre_mincost_recourse, genre_knn_recourse, genre_robust_recourse,
-                genre_robust_mincost_recourse):
-    _method.prepare = prepare
+    register_method(_name, _ablation(_decoding), prepare=prepare)

@@ -20,17 +20,29 @@ METHODS: dict[str, RecourseMethod] = {
     "wachter": wachter_recourse,
 }
 
+# What a method must load or fit before it is timed (GenRe's generator), by method name.
+PREPARATIONS: dict[str, Callable[[object], None]] = {}
+
 # Modules imported on a lookup miss, so their own register_method calls run (missing ones are skipped).
 PROVIDERS: list[str] = ["genre.evaluation.genre_methods", "genre.bench.peers_dice"]
 
 
-def register_method(name: str, fn: RecourseMethod | None = None):
-    """Register `fn` under `name`; without `fn`, return a decorator."""
+def register_method(name: str, fn: RecourseMethod | None = None, *, prepare: Callable[[object], None] | None = None):
+    """Register `fn` under `name`; without `fn`, return a decorator. `prepare(setup)`, when given, loads or fits
+    what the method needs so that `prepare_method` can run it before a clock starts."""
     def add(f: RecourseMethod) -> RecourseMethod:
         METHODS[name] = f
+        if prepare is not None:
+            PREPARATIONS[name] = prepare
         return f
 
     return add(fn) if fn is not None else add
+
+
+def prepare_method(name: str, setup) -> None:
+    """Load or fit what method `name` needs (nothing for most methods); look the method up first."""
+    if name in PREPARATIONS:
+        PREPARATIONS[name](setup)
 
 
 def get_method(name: str) -> RecourseMethod:

@@ -57,6 +57,8 @@ class ProtocolSetup:
     _plausibility: PlausibilityScorer | None = field(default=None, repr=False)
     _second_opinion: SecondOpinion | None = field(default=None, repr=False)
     _guard: PlausibilityScorer | None = field(default=None, repr=False)
+    # GenRes trained or loaded for this set-up, by cache folder (`genre_methods.load_or_train` fills it).
+    generators: dict = field(default_factory=dict, repr=False)
 
     @property
     def d(self) -> int:

@@ -151,13 +151,10 @@ def _train_cached(setup: ProtocolSetup, gen: GeneratorConfig, train: TrainConfig
     key = hashlib.sha256(json.dumps({"g": asdict(gen), "t": asdict(train)}, sort_keys=True).encode()).hexdigest()[:12]
     directory = setup.cache_dir / f"genre-{key}"
     if (directory / "genre.json").exists():
-        genre = GenRe.load(directory)
-        genre.history_ = json.loads((directory / "history.json").read_text())
-        return genre
+        return GenRe.load(directory)
     genre = train_generator(setup.X_train, setup.h_labels, encoder=setup.encoder, classifier=setup.classifier,
                             config=gen, train=train, progress=False)
     genre.save(directory)
-    (directory / "history.json").write_text(json.dumps(genre.history_))
     return genre
 
 
@@ -193,7 +190,7 @@ def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, max_f
             rows = score(genre, setup, factuals, QUICK_SAMPLING)
             top = min(rows, key=lambda r: r["objective"])
             entry = {"candidate": i, **cands[i], "rung": rung, "epochs": rung_epochs, "params": n_params(gen),
-                     "epochs_run": len(genre.history_["val_loss"]), "train_seconds": round(genre.history_["train_seconds"], 1),
+                     "epochs_run": len(genre.history["val_loss"]), "train_seconds": round(genre.history["train_seconds"], 1),
                      "objective": top["objective"], "cost": top["cost"], "validity": top["validity"],
                      "plausibility": top["plausibility"], "best_quick": top, "quick": rows}
             log_rows.append(entry)

@@ -96,9 +96,9 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     genre = train_generator(X, y, encoder=encoder, classifier=classifier, config=model_cfg, train=train_cfg,
                             progress=True)
     # The robust selection rules' second opinion, fit on the same rows and labels, saved inside the GenRe folder.
-    genre.second_opinion = SecondOpinion(seed=training.seed).fit(X, y)
+    genre = genre.with_second_opinion(SecondOpinion(seed=training.seed).fit(X, y))
     genre.save(run_dir / "genre")
-    history = {k: v for k, v in genre.history_.items()}
+    history = dict(genre.history)
     record = {"config": asdict(model_cfg), "train": asdict(train_cfg), "history": history, "recipe_source": source}
     _write_json(run_dir / "generator_history.json", record)
     return record

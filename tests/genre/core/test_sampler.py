@@ -216,11 +216,7 @@ def test_save_and_load_give_the_same_recourses(genre, factuals, recourses, tmp_p
 def test_a_saved_second_opinion_comes_back_and_serves_the_robust_rules(genre, compas_setup, factuals, tmp_path):
     g = compas_setup.second_opinion
     expected = genre.generate(factuals, k=10, select="robust_min_cost", seed=0, second=g)
-    genre.second_opinion = g
-    try:
-        genre.save(tmp_path / "with")
-    finally:
-        genre.second_opinion = None
+    genre.with_second_opinion(g).save(tmp_path / "with")
     again = GenRe.load(tmp_path / "with")
     assert again.second_opinion is not None
     np.testing.assert_array_equal(again.generate(factuals, k=10, select="robust_min_cost", seed=0), expected)

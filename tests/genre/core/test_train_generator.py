@@ -26,8 +26,8 @@ def test_training_is_reproducible_and_keeps_the_best_epoch(compas_setup):
     a, b = _train(compas_setup), _train(compas_setup)
     for p, q in zip(a.generator.state_dict().values(), b.generator.state_dict().values()):
         assert torch.equal(p, q)
-    h = a.history_
-    assert h["val_loss"] == b.history_["val_loss"]
+    h = a.history
+    assert h["val_loss"] == b.history["val_loss"]
     assert h["best_epoch"] == int(np.argmin(h["val_loss"]))
     assert h["val_loss"][-1] < h["val_loss"][0]  # it learns something in three epochs
     assert h["n_train_sources"] > 0 and h["n_targets"] > 0 and h["train_seconds"] > 0
@@ -36,7 +36,7 @@ def test_training_is_reproducible_and_keeps_the_best_epoch(compas_setup):
 def test_early_stopping_ends_training_when_validation_stops_improving(compas_setup):
     # A learning rate this small cannot improve the validation loss measurably after the first epochs.
     run = _train(compas_setup, epochs=40, patience=2, lr=1e-9, warmup_steps=1)
-    assert len(run.history_["val_loss"]) < 40
+    assert len(run.history["val_loss"]) < 40
 
 
 def test_pairs_carry_their_targets_and_training_fits_the_target_lof_once(compas_setup, monkeypatch):
@@ -58,19 +58,19 @@ def test_pairs_carry_their_targets_and_training_fits_the_target_lof_once(compas_
     fits.clear()
     run = train_generator(s.X_train, s.h_labels, encoder=s.encoder, classifier=s.classifier,
                           config=GeneratorConfig(d=s.d, **TINY), train=train, progress=False)
-    assert len(fits) == 1 and run.history_["n_targets"] == len(pairs.targets)
+    assert len(fits) == 1 and run.history["n_targets"] == len(pairs.targets)
 
 
 def test_genre_methods_are_registered_and_cache_their_generator(compas_setup, monkeypatch):
     quick_cfg = GeneratorConfig(d=compas_setup.d, **TINY)
     quick_train = TrainConfig(epochs=2, patience=2)
     monkeypatch.setattr(recourse, "recipe", lambda name, d, rows=None: (quick_cfg, quick_train))
-    monkeypatch.setattr(recourse, "_LOADED", {})
+    monkeypatch.setattr(compas_setup, "generators", {})
     factuals = compas_setup.pick_factuals(20, seed=0)
     first = get_method("genre")(factuals, compas_setup)
     directory = recourse.generator_dir(compas_setup, quick_cfg, quick_train)
     assert (directory / "generator.pt").exists() and (directory / "history.json").exists()
-    monkeypatch.setattr(recourse, "_LOADED", {})  # force a load from disk
+    compas_setup.generators.clear()  # force a load from disk
     np.testing.assert_array_equal(get_method("genre")(factuals, compas_setup), first)
     cheap = get_method("genre-mincost")(factuals, compas_setup)
     assert np.abs(cheap - factuals).sum(1).mean() <= np.abs(first - factuals).sum(1).mean()
