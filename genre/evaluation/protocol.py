@@ -138,15 +138,11 @@ def load_protocol(
 
     encoder = _load_or_fit_encoder(cache_dir / "encoder.json", spec, X_train_raw)
     X_train, X_test = encoder.transform(X_train_raw), encoder.transform(X_test_raw)
-    oracle_path = cache_dir / "oracle.joblib"
-    if oracle_path.exists():
-        oracle = joblib.load(oracle_path)
-    else:
+    def fit_oracle() -> Oracle:
         log.info("%s: fitting the oracle on train + test (%d rows)", spec.name, len(X_train) + len(X_test))
-        oracle = Oracle(judge).fit(
-            np.vstack([X_train, X_test]), np.concatenate([y_train, y_test])
-        )
-        _dump_atomic(oracle, oracle_path)
+        return Oracle(judge).fit(np.vstack([X_train, X_test]), np.concatenate([y_train, y_test]))
+
+    oracle = _load_or_fit(cache_dir / "oracle.joblib", fit_oracle)
     # Drawn again on every load (cheap, seeded), so the labels h saw need no file of their own.
     h_labels = oracle_labels(oracle, X_train, seed)
     clf_path = cache_dir / "classifier.pt"
@@ -181,9 +177,16 @@ def _load_or_fit_encoder(path: Path, spec: DatasetSpec, X_train_raw: pd.DataFram
 
 
 def _load_or_fit(path: Path, fit):
-    """The object cached at `path`, or `fit()`'s result, cached there first (written atomically)."""
+    """The object cached at `path`, or `fit()`'s result, cached there first (written atomically).
+
+    A pickle names the module of each class in it: one written before a class moved (e.g. `genre.classifier`
+    became `genre.core.classifier`) no longer loads, and is refit (every fit here is seeded, so the refit
+    object is the one that was cached) and written again."""
     if path.exists():
-        return joblib.load(path)
+        try:
+            return joblib.load(path)
+        except (ModuleNotFoundError, AttributeError) as exc:
+            log.warning("%s was written by an older layout of the code (%s): refitting it", path, exc)
     obj = fit()
     _dump_atomic(obj, path)
     return obj

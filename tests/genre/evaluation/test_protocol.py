@@ -47,3 +47,25 @@ def test_all_test_negatives(compas_setup):
     idx = s.factual_indices(None)
     np.testing.assert_array_equal(idx, np.flatnonzero(s.classifier.predict_proba(s.X_test) <= 0.5))
     assert len(s.pick_factuals(None)) == len(idx) > 200
+
+
+def test_a_cached_model_pickled_under_a_moved_module_is_refit(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import joblib
+
+    from genre.evaluation import protocol
+
+    old = types.ModuleType("genre_layout_before_the_move")
+
+    class Judge:
+        pass
+
+    Judge.__module__, Judge.__qualname__ = old.__name__, "Judge"
+    old.Judge = Judge
+    monkeypatch.setitem(sys.modules, old.__name__, old)
+    joblib.dump(Judge(), tmp_path / "oracle.joblib")
+    monkeypatch.delitem(sys.modules, old.__name__)  # the module is gone, as genre.classifier is
+    assert protocol._load_or_fit(tmp_path / "oracle.joblib", lambda: {"refit": True}) == {"refit": True}
+    assert joblib.load(tmp_path / "oracle.joblib") == {"refit": True}
