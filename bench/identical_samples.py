@@ -23,6 +23,7 @@ import numpy as np
 
 def save(out: Path, datasets: list[str]) -> None:
     from genre.evaluation.protocol import load_protocol
+    from genre.core.classifier import rejected_indices
     from genre.evaluation.genre_methods import _generate, load_or_train, sampling
 
     out.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,7 @@ def save(out: Path, datasets: list[str]) -> None:
         s = load_protocol(name, seed=0, progress=False)
         g = load_or_train(s, progress=False)
         p, b = sampling(s, "paper"), sampling(s, "best")
-        rejected = np.flatnonzero(s.classifier.predict_proba(s.X_test) <= 0.5)
+        rejected = rejected_indices(s.classifier.predict_proba(s.X_test))
         fx = s.X_test[np.random.default_rng(0).choice(rejected, size=1000, replace=len(rejected) < 1000)]
         res = {"factuals": fx}
         t0 = time.perf_counter()

@@ -71,12 +71,13 @@ def serving_stages(genre, rows, k: int, temperature: float, repeats: int) -> dic
 
 def profile(name: str, repeats: int) -> dict:
     from genre.evaluation.protocol import load_protocol
+    from genre.core.classifier import rejected_indices
     from genre.evaluation.genre_methods import load_or_train, sampling
 
     setup = load_protocol(name, seed=0, progress=False)
     genre = load_or_train(setup, progress=False)
     p = sampling(setup, "paper")
-    rejected = np.flatnonzero(setup.classifier.predict_proba(setup.X_test) <= 0.5)
+    rejected = rejected_indices(setup.classifier.predict_proba(setup.X_test))
     pick = np.random.default_rng(0).choice(rejected, size=1000, replace=len(rejected) < 1000)
     factuals = setup.X_test[pick]
     raw = setup.encoder.inverse_transform(factuals).astype(object)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger
 
+from genre.core.classifier import rejected_indices
 from tasks.ledger.db import ledger_url
 from tasks.serving.batch import (
     generate_recourse,
@@ -57,7 +58,7 @@ def issue_recourse(
     pair = load_champion_pair(spec.name)
     table, ids = read_applicants(path, spec)
     score = score_applicants(pair, table)
-    rejected = np.flatnonzero(score <= 0.5)
+    rejected = rejected_indices(score)
     log.info("%d applicants, %d rejected by classifier v%s", len(table), len(rejected), pair.classifier_version)
     batch = generate_recourse(
         pair, table, rejected, seed=seed,

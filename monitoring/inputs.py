@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from genre.core.classifier import Classifier
+from genre.core.classifier import Classifier, rejected_indices
 from genre.core import files
 from genre.core.datasets import DatasetSpec, coerce_frame, load_split, read_table
 from genre.core.encoding import MinMaxEncoder
@@ -72,7 +71,7 @@ def audit_recourse(
     Validity here is under the champion classifier h: production has no oracle to judge by.
     """
     X = encoder.transform(audit[list(encoder.spec.features)])
-    rejected = np.flatnonzero(classifier.predict_proba(X) <= 0.5)[:n]
+    rejected = rejected_indices(classifier.predict_proba(X))[:n]
     if len(rejected) == 0:
         raise ValueError("the champion classifier rejects none of the audit rows: no factual to give recourse to")
     factuals = X[rejected]

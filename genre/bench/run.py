@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from genre.bench import throughput as bench_speed
-from genre.core.classifier import Classifier
+from genre.core.classifier import Classifier, rejected_indices
 from genre.core import files
 from genre.evaluation.genre_methods import generator_dir, load_or_train, sampling
 from genre.evaluation.methods import get_method, prepare_method
@@ -108,7 +108,7 @@ def decoding_speed(genre, factuals: np.ndarray, seed: int, k: int, temperature: 
 
 def _factuals(setup, seed: int) -> np.ndarray:
     """N_FACTUALS rejected test rows; a test set with fewer repeats them (speed does not depend on which)."""
-    rejected = np.flatnonzero(setup.classifier.predict_proba(setup.X_test) <= 0.5)
+    rejected = rejected_indices(setup.classifier.predict_proba(setup.X_test))
     rng = np.random.default_rng(seed)
     pick = rng.choice(rejected, size=N_FACTUALS, replace=len(rejected) < N_FACTUALS)
     return setup.X_test[pick]

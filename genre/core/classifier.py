@@ -21,6 +21,16 @@ from tqdm.auto import tqdm
 from genre.core import files
 
 
+def rejects(scores) -> np.ndarray:
+    """(n,) bool: the rows h rejects, h(x) <= 0.5, those recourse is for (a recourse is valid when h(x+) > 0.5)."""
+    return np.asarray(scores) <= 0.5
+
+
+def rejected_indices(scores) -> np.ndarray:
+    """Indices of the rows h rejects (`rejects`), in order."""
+    return np.flatnonzero(rejects(scores))
+
+
 @contextmanager
 def one_thread():
     """Run torch on one thread, then restore the caller's setting.

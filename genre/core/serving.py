@@ -21,6 +21,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from genre.core.classifier import rejects
 from genre.core.datasets import DataError, DatasetSpec, coerce_frame
 
 OK, FAVOURABLE, NO_RECOURSE, INVALID = "ok", "already_favourable", "no_valid_recourse", "invalid_input"
@@ -133,7 +134,7 @@ def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1,
         factual_rows = typed.iloc[idx].reset_index(drop=True)
         encoded = encoder.transform(factual_rows)
         score = h.predict_proba(encoded)
-        rejected = score <= 0.5
+        rejected = rejects(score)
         recourse = encoded.copy()
         if rejected.any():
             recourse[rejected] = genre.generate(

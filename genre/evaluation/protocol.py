@@ -25,7 +25,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, oracle_labels
+from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, oracle_labels, rejected_indices
 from genre.core.datasets import DatasetSpec, file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.core.encoding import MinMaxEncoder
 from genre.core import files
@@ -67,7 +67,7 @@ class ProtocolSetup:
     def factual_indices(self, n: int | None, seed: int = 0) -> np.ndarray:
         """Indices of n random test rows that h rejects (h(x) <= 0.5), in a seed-fixed order; n=None: all of
         them (the "test negatives"), in file order."""
-        rejected = np.flatnonzero(self.classifier.predict_proba(self.X_test) <= 0.5)
+        rejected = rejected_indices(self.classifier.predict_proba(self.X_test))
         if n is None:
             return rejected
         if len(rejected) < n:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genre.core.classifier import Classifier, Oracle, oracle_labels
+from genre.core.classifier import Classifier, Oracle, oracle_labels, rejected_indices
 from genre.core.datasets import file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.core.encoding import MinMaxEncoder
 from genre.core import files
@@ -103,7 +103,7 @@ def tuning_setup(dataset: str, settings: Settings | None = None, *, seed: int = 
         classifier.save(h_path)
     setup = ProtocolSetup(spec=spec, encoder=encoder, X_train=X_fit, y_train=y_fit, X_test=X_val, y_test=y_val,
                           oracle=oracle, classifier=classifier, h_labels=h_labels, seed=seed, cache_dir=cache_dir)
-    rejected = np.flatnonzero(classifier.predict_proba(X_val) <= 0.5)
+    rejected = rejected_indices(classifier.predict_proba(X_val))
     if len(rejected) > max_factuals:
         rejected = np.sort(np.random.default_rng(seed).choice(rejected, size=max_factuals, replace=False))
     return setup, X_val[rejected]

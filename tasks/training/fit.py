@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion
+from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, rejected_indices
 from genre.core.datasets import DatasetSpec, read_table, split_xy
 from genre.core.encoding import MinMaxEncoder
 from genre.core import files
@@ -138,7 +138,7 @@ def evaluate_recourse(snapshot: Path, spec: DatasetSpec, run_dir: Path, training
     oracle = Oracle(OracleConfig(n_estimators=training.oracle_trees, seed=training.seed)).fit(
         X_all, np.concatenate([y_tr, y_ho]))
     plausibility = PlausibilityScorer().fit(X_all[oracle.favourable(X_all)])
-    rejected = np.flatnonzero(p_ho <= 0.5)
+    rejected = rejected_indices(p_ho)
     rng = np.random.default_rng(training.seed)
     picked = np.sort(rng.choice(rejected, size=min(training.n_factuals, len(rejected)), replace=False))
     factuals = X_ho[picked]
