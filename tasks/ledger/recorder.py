@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pandas as pd
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, select, tuple_
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, insert, select, tuple_
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from genre.core.datasets import DatasetSpec, coerce_frame
@@ -138,17 +138,18 @@ class ServingLedger:
 
     @staticmethod
     def _add(session: Session, rows: list[dict]) -> list[int]:
-        served = []
-        for r in rows:
-            entry = None
-            if r["issued"] is not None:
-                entry = RecourseEntry(**r["issued"])
-                session.add(entry)
-                session.flush()
-            served.append(ServedAnswer(recourse_id=entry.id if entry else None, **r["served"]))
-        session.add_all(served)
-        session.flush()
-        return [s.id for s in served]
+        """Two bulk INSERT ... RETURNING statements (one per table) rather than a flush per row: the ids come
+        back in the rows' order, so each served row points at its own recourse entry."""
+        if not rows:
+            return []
+        issued = [r["issued"] for r in rows if r["issued"] is not None]
+        recourse_ids = iter(session.scalars(
+            insert(RecourseEntry).returning(RecourseEntry.id, sort_by_parameter_order=True), issued).all()
+            if issued else [])
+        served = [dict(r["served"], recourse_id=next(recourse_ids) if r["issued"] is not None else None)
+                  for r in rows]
+        return list(session.scalars(
+            insert(ServedAnswer).returning(ServedAnswer.id, sort_by_parameter_order=True), served).all())
 
     def answers(self) -> pd.DataFrame:
         """Every served_answer row, oldest first (for tests and audits)."""
