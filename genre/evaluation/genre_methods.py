@@ -25,6 +25,7 @@ from genre.core.train_generator import Sampling, TrainConfig, load_recipe, recip
 
 log = logging.getLogger(__name__)
 
+
 def generator_dir(setup, config: GeneratorConfig, train: TrainConfig) -> Path:
     """Where the generator for this set-up and recipe lives: keyed by both configs, so a new recipe retrains."""
     key = json.dumps({"model": asdict(config), "train": asdict(train)}, sort_keys=True)
