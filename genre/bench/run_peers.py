@@ -272,7 +272,7 @@ def run_peers_bench(datasets, methods=DEFAULT_METHODS, *, n: int = 200, seed: in
     from genre.evaluation.protocol import load_protocol
 
     try:
-        import genre.evaluation.genre_methods  # noqa: F401  (registers genre and genre-mincost where that module exists)
+        import genre.evaluation.genre_methods  # noqa: F401  (registers genre and genre-mincost)
     except ModuleNotFoundError as exc:
         if exc.name != "genre.evaluation.genre_methods":
             raise

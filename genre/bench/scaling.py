@@ -106,8 +106,9 @@ def training_scaling(setup, sizes=TRAIN_SIZES, *, epochs: int = 2, seed: int = 0
 
 
 def scaling_genre(setup):
-    """The GenRe used for the sampling curve: the trained one when `genre.evaluation.genre_methods` can give it, else the
-    data set's recipe with its initial weights (sampling time depends on the architecture, not the weights)."""
+    """The GenRe used for the sampling curve: the trained one when `genre.evaluation.genre_methods` can give it,
+    else the data set's recipe with its initial weights (sampling time depends on the architecture, not the
+    weights)."""
     from genre.core.generator import Generator
     from genre.core.sampler import GenRe
     from genre.core.train_generator import recipe

@@ -86,7 +86,8 @@ class GenRe:
         if d != self.spec.d:
             raise ValueError(f"generator has d={d} features but the encoder's spec '{self.spec.name}' has {self.spec.d}")
         if support is None:
-            support = {"low": [0.0] * d, "high": [1.0] * d, "bin_values": np.tile(bins.centres(n_bins), (d, 1)).tolist()}
+            grid = np.tile(bins.centres(n_bins), (d, 1)).tolist()
+            support = {"low": [0.0] * d, "high": [1.0] * d, "bin_values": grid}
         self.support = {k: np.asarray(v, dtype=np.float64) for k, v in support.items()}
         if self.support["bin_values"].shape != (d, n_bins):
             raise ValueError(f"support['bin_values'] must be ({d}, {n_bins}), got {self.support['bin_values'].shape}")

@@ -25,7 +25,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, oracle_labels, rejected_indices
+from genre.core.classifier import (Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, oracle_labels,
+                                  rejected_indices)
 from genre.core.datasets import DatasetSpec, file_sha256, get_spec, read_table, resolve_file, split_xy
 from genre.core.encoding import MinMaxEncoder
 from genre.core import files
