@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger
 
-from tasks.ledger_db import ledger_url
-from tasks.recourse import (
+from genre.core.classifier import rejected_indices
+from tasks.ledger.db import ledger_url
+from tasks.serving.batch import (
     generate_recourse,
     has_id_column,
     ledger_entries,
@@ -26,9 +27,9 @@ from tasks.recourse import (
     whole_as_integers,
     write_results,
 )
-from tasks.reconcile import reconcile
+from tasks.registry.reconcile import reconcile
 from tasks.settings import PIPELINE_SELECT_RULES, PipelineSettings
-from tasks.specs import resolve_spec
+from tasks.data.specs import resolve_spec
 
 
 @flow(name="issue-recourse", flow_run_name="issue-recourse-{dataset}")
@@ -58,7 +59,7 @@ def issue_recourse(
     pair = load_champion_pair(spec.name)
     table, ids = read_applicants(path, spec)
     score = score_applicants(pair, table)
-    rejected = np.flatnonzero(score <= 0.5)
+    rejected = rejected_indices(score)
     log.info("%d applicants, %d rejected by classifier v%s", len(table), len(rejected), pair.classifier_version)
     batch = generate_recourse(
         pair, table, rejected, seed=seed,

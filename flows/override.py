@@ -17,10 +17,10 @@ from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger
 
-from tasks import commitment as promise
-from tasks import registry
-from tasks.ledger_db import Ledger, ledger_url
-from tasks.promote import promote_pair
+from tasks.training import commitment as promise
+from tasks.registry import client as registry
+from tasks.ledger.db import Ledger, ledger_url
+from tasks.registry.promote import promote_pair
 from tasks.settings import CLASSIFIER_MODEL, PipelineSettings
 
 

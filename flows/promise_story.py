@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre.datasets import DatasetSpec, split_xy
+from genre.core.datasets import DatasetSpec, split_xy
 
 
 # How far the applicants in the story's performative batch went: three quarters of each recommended change.
@@ -21,7 +21,7 @@ def acted_on_recourse(spec: DatasetSpec, train: pd.DataFrame, settings, size: in
     encoded space, then written in the data's units, so a recommended category is taken), with their own
     labels."""
     from flows.batches import acted_on_recourse_batch
-    from tasks.recourse import load_champion_pair
+    from tasks.serving.batch import load_champion_pair
 
     pair = load_champion_pair(spec.name)
     X_raw, _ = split_xy(train, spec)

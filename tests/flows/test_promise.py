@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from genre.datasets import get_spec, load_split
-from tasks import commitment as promise
-from tasks import registry
-from tasks.ledger_db import Ledger, ledger_url
+from genre.core.datasets import get_spec, load_split
+from tasks.training import commitment as promise
+from tasks.registry import client as registry
+from tasks.ledger.db import Ledger, ledger_url
 from tasks.settings import CLASSIFIER_MODEL, PipelineSettings
 
 pytestmark = pytest.mark.slow
