@@ -94,6 +94,23 @@ def test_an_override_needs_who_and_why_and_is_recorded_and_shown_by_the_monitor(
         override(version=first["classifier_version"], monitor_after=False)
     assert registry.champion_versions(settings)[0] == first["classifier_version"]
 
+    # A promotion that fails after the decision was recorded takes the record back: the two never disagree.
+    import flows.override as override_module
+
+    def broken_move(*args, **kwargs):
+        raise RuntimeError("registry unreachable")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(override_module, "promote_pair", broken_move)
+        with pytest.raises(RuntimeError, match="registry unreachable"):
+            main(["--version", version, "--by", "Jane Roe (credit risk)", "--reason", "regulator-mandated repricing"])
+    ledger = Ledger(ledger_url(settings.home))
+    try:
+        assert ledger.overrides(version).empty
+    finally:
+        ledger.dispose()
+    assert registry.champion_versions(settings)[0] == first["classifier_version"]
+
     main(["--version", version, "--by", "Jane Roe (credit risk)", "--reason", "regulator-mandated repricing"])
     assert registry.champion_versions(settings) == (version, blocked["generator_version"])
     tags = registry.version_tags(CLASSIFIER_MODEL, version, settings)
