@@ -16,6 +16,7 @@ from genre.core.classifier import rejected_indices
 from tasks.ledger.db import ledger_url
 from tasks.serving.batch import (
     generate_recourse,
+    has_id_column,
     ledger_entries,
     load_champion_pair,
     new_batch_id,
@@ -66,7 +67,7 @@ def issue_recourse(
         temperature=settings.training.temperature if temperature is None else temperature,
         select=select or settings.training.select,
     )
-    issued = ledger_entries(pair, spec, table, ids, score, batch)
+    issued = ledger_entries(pair, spec, table, ids, score, batch, real_ids=has_id_column(path))
     ledger_ids = record_recourse(ledger_url(settings.home), issued, new_batch_id(path)) if issued else []
     results = results_table(ids, whole_as_integers(table, pair.encoder), score, batch, ledger_ids)
     out_path = write_results(results, Path(out) if out else path.with_suffix(".recourse.csv"))

@@ -53,6 +53,11 @@ def load_champion_pair(dataset: str) -> ChampionPair:
 
 
 @task(cache_policy=NO_CACHE)
+def has_id_column(path: Path) -> bool:
+    """Whether an applicants CSV names its applicants (an `applicant_id` column) rather than by row number."""
+    return ID_COLUMN in pd.read_csv(path, nrows=0).columns
+
+
 def read_applicants(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str]]:
     """Read and check an applicants CSV (the spec's features; the target is not needed) and their ids."""
     table = read_table(path, spec, require_target=False)
@@ -104,16 +109,18 @@ def generate_recourse(
 
 @task(cache_policy=NO_CACHE)
 def ledger_entries(
-    pair: ChampionPair, spec: DatasetSpec, table: pd.DataFrame, ids: list[str], score: np.ndarray, batch: RecourseBatch
+    pair: ChampionPair, spec: DatasetSpec, table: pd.DataFrame, ids: list[str], score: np.ndarray, batch: RecourseBatch,
+    real_ids: bool = True,
 ) -> list[Issued]:
-    """The recourses to issue: only those the champion classifier accepts."""
+    """The recourses to issue: only those the champion classifier accepts. `real_ids`: the ids came from the
+    applicants' own id column (row numbers are never honoured later)."""
     factuals = records(table.iloc[batch.rows])
     recourses = records(batch.recourse)
     return [
         Issued(
             applicant_id=ids[row], dataset=spec.name, factual=factuals[i], recourse=recourses[i],
             cost=float(batch.cost[i]), score_factual=float(score[row]), score_recourse=float(batch.score[i]),
-            classifier_version=pair.classifier_version, generator_version=pair.generator_version,
+            classifier_version=pair.classifier_version, generator_version=pair.generator_version, real_id=real_ids,
         )
         for i, row in enumerate(batch.rows)
         if batch.valid[i]
