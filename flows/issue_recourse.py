@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger
 
-from tasks.ledger_db import ledger_url
-from tasks.recourse import (
+from genre.core.classifier import rejected_indices
+from tasks.ledger.db import ledger_url
+from tasks.serving.batch import (
     generate_recourse,
+    has_id_column,
     ledger_entries,
     load_champion_pair,
     new_batch_id,
@@ -25,9 +27,9 @@ from tasks.recourse import (
     whole_as_integers,
     write_results,
 )
-from tasks.reconcile import reconcile
+from tasks.registry.reconcile import reconcile
 from tasks.settings import PIPELINE_SELECT_RULES, PipelineSettings
-from tasks.specs import resolve_spec
+from tasks.data.specs import resolve_spec
 
 
 @flow(name="issue-recourse", flow_run_name="issue-recourse-{dataset}")
@@ -57,7 +59,7 @@ def issue_recourse(
     pair = load_champion_pair(spec.name)
     table, ids = read_applicants(path, spec)
     score = score_applicants(pair, table)
-    rejected = np.flatnonzero(score <= 0.5)
+    rejected = rejected_indices(score)
     log.info("%d applicants, %d rejected by classifier v%s", len(table), len(rejected), pair.classifier_version)
     batch = generate_recourse(
         pair, table, rejected, seed=seed,
@@ -65,7 +67,7 @@ def issue_recourse(
         temperature=settings.training.temperature if temperature is None else temperature,
         select=select or settings.training.select,
     )
-    issued = ledger_entries(pair, spec, table, ids, score, batch)
+    issued = ledger_entries(pair, spec, table, ids, score, batch, real_ids=has_id_column(path))
     ledger_ids = record_recourse(ledger_url(settings.home), issued, new_batch_id(path)) if issued else []
     results = results_table(ids, whole_as_integers(table, pair.encoder), score, batch, ledger_ids)
     out_path = write_results(results, Path(out) if out else path.with_suffix(".recourse.csv"))
@@ -99,7 +101,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
     """Issue recourse from the champion pair (the Prefect flow, on a temporary server that cannot outlive it)."""
     if not isinstance(args, argparse.Namespace):
-        from genre.cli import HelpFormatter
+        from genre.cli.main import HelpFormatter
 
         parser = argparse.ArgumentParser(description="Issue recourse to a batch of applicants (a CSV).",
                                          formatter_class=HelpFormatter)

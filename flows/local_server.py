@@ -153,8 +153,8 @@ def down(home: Path) -> list[str]:
 def up(home: Path, port: int, dataset: str) -> None:
     if (local_dir(home) / "server.pid").exists():
         raise SystemExit(f"a local server is recorded in {local_dir(home)}: run `make stop` first")
-    from genre.datasets import is_spec_path
-    from tasks.specs import resolve_spec
+    from genre.core.datasets import is_spec_path
+    from tasks.data.specs import resolve_spec
 
     if is_spec_path(dataset):  # the worker runs in the repository: give it the file's absolute path
         dataset = str(Path(dataset).expanduser().resolve())

@@ -86,7 +86,7 @@ def reap_orphans(folder: Path | None = None) -> list[int]:
 def quiet_when_not_a_terminal() -> None:
     """Progress bars only on a terminal: in a log file or a pipe MLflow's artifact-download bar is dozens of
     redrawn lines (`MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`, MLflow's own switch; an explicit setting wins)."""
-    from genre.progress import is_terminal
+    from genre.core.progress import is_terminal
 
     if not is_terminal():
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -4,10 +4,11 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from genre.core import files
 
 
 def save_report(snapshot, out_dir: str | Path, name: str, title: str | None = None,
@@ -15,18 +16,16 @@ def save_report(snapshot, out_dir: str | Path, name: str, title: str | None = No
     """Write `<name>.html` and `<name>.json` under `out_dir`, each under a temp name first, then renamed.
     `title` (what is compared: versions and dates) heads the HTML page and names its browser tab."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for kind, write in (("html", snapshot.save_html), ("json", snapshot.save_json)):
         final = out_dir / f"{name}.{kind}"
-        tmp = out_dir / f".{name}.{kind}.tmp"
-        write(str(tmp))
-        if kind == "html" and title:
-            _add_title(tmp, title, subtitle)
-        elif title:  # Evidently's JSON keeps no name: the title goes in beside its metrics and tests
-            data = json.loads(tmp.read_text(encoding="utf-8"))
-            tmp.write_text(json.dumps({"title": title, "subtitle": subtitle, **data}), encoding="utf-8")
-        os.replace(tmp, final)
+        with files.atomic_path(final) as tmp:
+            write(str(tmp))
+            if kind == "html" and title:
+                _add_title(tmp, title, subtitle)
+            elif title:  # Evidently's JSON keeps no name: the title goes in beside its metrics and tests
+                data = json.loads(tmp.read_text(encoding="utf-8"))
+                tmp.write_text(json.dumps({"title": title, "subtitle": subtitle, **data}), encoding="utf-8")
         paths[kind] = str(final)
     return paths
 
@@ -117,12 +116,7 @@ def recourse_summary(snapshot) -> dict:
 
 def write_json(data: dict, path: str | Path) -> str:
     """A small JSON file, written under a temp name then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
-    return str(path)
+    return str(files.write_json(path, data, default=str))
 
 
 def plot_ledger_validity(history: pd.DataFrame, path: str | Path) -> str:
@@ -153,10 +147,9 @@ def plot_ledger_validity(history: pd.DataFrame, path: str | Path) -> str:
     ax.set_ylabel("share still valid")
     ax.set_title("Issued recourses still valid")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return str(path)
 
 

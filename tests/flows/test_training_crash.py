@@ -7,8 +7,8 @@ import json
 import pytest
 from mlflow import MlflowClient
 
-from genre.datasets import get_spec, load_split
-from tasks import registry
+from genre.core.datasets import get_spec, load_split
+from tasks.registry import client as registry
 from tasks.settings import CLASSIFIER_MODEL, PipelineSettings
 
 pytestmark = pytest.mark.slow
