@@ -130,12 +130,9 @@ def summary(out: dict) -> str:
         lines.append(f"  ledger: recourse issued by classifier v{version}: {v['n']} recorded, "
                      f"{v['still_valid']:.1%} still valid under v{mon.get('classifier_version')}")
     lines.append(f"  recourse report: {json.dumps({k: v for k, v in (mon.get('recourse') or {}).items() if k not in ('files', 'title')}, default=str)}")
-    lines.append(f"  reports: {mon.get('report_dir')}")
-    for key in ("data_drift", "prediction_drift", "recourse"):
-        for path in ((mon.get(key) or {}).get("files") or {}).values():
-            lines.append(f"    {path}")
-    if mon.get("plot"):
-        lines.append(f"    {mon['plot']}")
+    names = [Path(p).name for key in ("data_drift", "prediction_drift", "recourse")
+             for p in ((mon.get(key) or {}).get("files") or {}).values()] + ([Path(mon["plot"]).name] if mon.get("plot") else [])
+    lines.append(f"  reports in {mon.get('report_dir')}: {', '.join(names)}")
     lines += promise_lines(out)
     for q in out["ingest_3"]:
         lines.append(f"corrupted batch {q['file']}: {q['status']} -> {q.get('quarantined_to')}")

@@ -180,7 +180,8 @@ def _alert_and_publish(summary: dict, settings: PipelineSettings) -> None:
         from tasks.run_artifacts import monitoring_artifacts
 
         experiment = mlflow_experiment_id(settings)
-        log.info("Prefect artifacts: %s", ", ".join(monitoring_artifacts(summary, headline, experiment)))
+        keys = monitoring_artifacts(summary, headline, experiment)
+        log.info("Prefect artifacts: %s and %d link(s)", keys[0], len(keys) - 1)
     except Exception as exc:
         log.warning("could not publish the monitoring run's Prefect artifacts: %r", exc)
 

@@ -157,16 +157,18 @@ def _honour_settings(recording: bool) -> tuple[bool, float]:
 
 @contextmanager
 def _no_ledger():
-    """MLflow calls `predict` on the input example while logging: those rows are not answers to anyone."""
-    before = os.environ.get(LEDGER_SWITCH)
-    os.environ[LEDGER_SWITCH] = "off"
+    """MLflow calls `predict` on the input example while logging: those rows are not answers to anyone, so
+    nothing is recorded and nothing honoured (switched off outright: no warning that honouring needs the ledger)."""
+    before = {k: os.environ.get(k) for k in (LEDGER_SWITCH, HONOUR_SWITCH)}
+    os.environ.update({LEDGER_SWITCH: "off", HONOUR_SWITCH: "off"})
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(LEDGER_SWITCH, None)
-        else:
-            os.environ[LEDGER_SWITCH] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def recourse_artifacts(run_dir: Path, classifier_version: str, generator_version: str, run_id: str) -> dict[str, str]:

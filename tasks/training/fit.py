@@ -110,9 +110,10 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     # Which recipe, and from where: a tuned file, or the default sized to these rows (and any config overrides).
     changed = sorted(training.generator_model) + sorted(k for k in overrides if k != "seed")
     source = chosen.source + (f"; the pipeline config sets {changed}" if changed else "")
-    get_run_logger().info("generator recipe for '%s': %s; generator %s; training epochs %d, batch %d, patience %s, "
-                          "lr %g, lambda %g", spec.name, source, asdict(model_cfg), train_cfg.epochs,
-                          train_cfg.batch_size, train_cfg.patience, train_cfg.lr, train_cfg.pairs.lam)
+    # The generator's architecture goes to the MLflow run's params (generator.*), not to the console.
+    get_run_logger().info("generator recipe for '%s': %s; training epochs %d, batch %d, patience %s, lr %g, "
+                          "lambda %g", spec.name, source, train_cfg.epochs, train_cfg.batch_size, train_cfg.patience,
+                          train_cfg.lr, train_cfg.pairs.lam)
     X = encoder.transform(X_raw)
     genre = train_generator(X, y, encoder=encoder, classifier=classifier, config=model_cfg, train=train_cfg,
                             progress=_progress())

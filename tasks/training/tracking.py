@@ -8,6 +8,7 @@ and its tags in one database transaction): no version is ever seen without them.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from contextlib import contextmanager
@@ -143,6 +144,7 @@ def system_metrics(run_id: str, settings: PipelineSettings):
     if interval <= 0:
         yield
         return
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not its start/stop lines, each run
     monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, tracking_uri=settings.mlflow_uri)
     monitor.start()
     try:
