@@ -13,7 +13,11 @@ from pathlib import Path
 import great_expectations as gx
 import numpy as np
 import pandas as pd
-from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 
 from data_contracts.readable import read_csv_text
 from data_contracts.suite import numeric_columns
@@ -123,8 +127,11 @@ class ContractChecker:
 
     def __init__(self, suite: gx.ExpectationSuite, spec: DatasetSpec):
         self.spec = spec
-        self._ctx = gx.get_context(mode="ephemeral")
-        self._ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        # In memory only: no temporary Data Docs site (GX's ephemeral default makes one per context and says so
+        # in the log), no progress bars.
+        config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+                                   progress_bars=ProgressBarsConfig(globally=False))
+        self._ctx = gx.get_context(mode="ephemeral", project_config=config)
         batch = (
             self._ctx.data_sources.add_pandas("batches").add_dataframe_asset("batch")
             .add_batch_definition_whole_dataframe("whole")

@@ -24,18 +24,23 @@ from tasks.data.ingest import (
     open_for_writing,
     quarantine_batch,
 )
+from tasks import notify
 from tasks.settings import PipelineSettings
 from tasks.data.specs import contract_for, resolve_spec
 from tasks.data.store import is_ingested
 
 
-@flow(name="ingest", flow_run_name="ingest-{dataset}")
+@flow(name="ingest", flow_run_name="ingest-{dataset}", on_failure=[notify.on_failure])
 def ingest(dataset: str = "compas", incoming: str | None = None, config: str | None = None) -> list[dict]:
     """Validate each incoming batch; pass -> store, fail or unreadable -> quarantine, seen before -> no-op.
     `dataset`: a built-in name, a spec file, or the name of a spec file used before (`tasks.data.specs`)."""
     settings = PipelineSettings.from_env(config)
     spec = resolve_spec(dataset, settings.home)
-    paths = list_batches(Path(incoming) if incoming else settings.incoming(spec.name))
+    folder = Path(incoming) if incoming else settings.incoming(spec.name)
+    paths = list_batches(folder)
+    if not paths:
+        get_run_logger().info("no CSV batch in %s: nothing to ingest", folder)
+        return []
     writers = open_for_writing(paths)
     outcomes = []
     for path in paths:
@@ -47,6 +52,10 @@ def ingest(dataset: str = "compas", incoming: str | None = None, config: str | N
         if outcome["status"] in (VANISHED, DEFERRED):
             get_run_logger().warning("%s: %s", path.name, outcome["reason"])
         outcomes.append(outcome)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
+    get_run_logger().info("%d batch(es): %s", len(outcomes), ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     return outcomes
 
 
@@ -88,6 +97,9 @@ def _quarantine(path: Path, content_hash: str | None, report: dict, settings: Pi
     where = quarantine_batch(path, report, settings.quarantine(spec.name))
     cols = sorted({f["column"] or "table" for f in report["failures"]})
     get_run_logger().warning("%s: quarantined at %s: %s", path.name, where["quarantined_to"], report["root_cause"])
+    notify.send(notify.QUARANTINE, f"{path.name} quarantined ({spec.name})",
+                f"{report['root_cause']}\nfailed columns: {', '.join(cols)}\nbatch: {where['quarantined_to']}\n"
+                f"summary: {where['summary']}")
     return {"file": path.name, "status": "quarantined", "hash": content_hash, **where, "failed_columns": cols,
             "reason": report["root_cause"]}
 

@@ -87,20 +87,33 @@ def issue_recourse(
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Issue recourse to a batch of applicants (a CSV).")
-    parser.add_argument("applicants")
-    parser.add_argument("--dataset", default="compas")
-    parser.add_argument("--out")
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `genre issue-recourse` (and `python -m flows.issue_recourse`)."""
+    parser.add_argument("applicants", help="CSV of applicants: the data set's feature columns (an optional "
+                        "applicant_id names each row in the ledger)")
+    parser.add_argument("--dataset", default="compas", help="built-in name or spec file the champion was trained on")
+    parser.add_argument("--out", help="results CSV (default: beside the applicants, <name>.recourse.csv)")
     parser.add_argument("--select", choices=PIPELINE_SELECT_RULES,
                         help="selection rule (default: the pipeline config's training.select)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    summary = issue_recourse(args.applicants, dataset=args.dataset, out=args.out, select=args.select, seed=args.seed)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+
+
+def main(args: argparse.Namespace | list[str] | None = None) -> int:
+    """Issue recourse from the champion pair (the Prefect flow, on a temporary server that cannot outlive it)."""
+    if not isinstance(args, argparse.Namespace):
+        from genre.cli.main import HelpFormatter
+
+        parser = argparse.ArgumentParser(description="Issue recourse to a batch of applicants (a CSV).",
+                                         formatter_class=HelpFormatter)
+        configure(parser)
+        args = parser.parse_args(args)
+    from flows.runtime import run_main
+
+    summary = run_main(lambda: issue_recourse(args.applicants, dataset=args.dataset, out=args.out,
+                                              select=args.select, seed=args.seed))
     print(json.dumps({k: v for k, v in summary.items() if k != "ledger_ids"}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    from flows.runtime import run_main
-
-    run_main(main)
+    raise SystemExit(main())

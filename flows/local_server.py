@@ -19,6 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "genre-process"
+ALERT_BLOCK = "genre-alerts"
 PRELUDE = [sys.executable, "-m", "prefect"]
 
 
@@ -36,6 +37,8 @@ def prefect_env(home: Path, port: int, dataset: str = "compas") -> dict[str, str
         "PREFECT_WORKER_QUERY_SECONDS": "2",  # pick up triggered runs within seconds, not ten
         "GENRE_HOME": str(home), "GENRE_REPO": str(REPO), "GENRE_DATASET": dataset,
         "GENRE_DATA_DIR": os.environ.get("GENRE_DATA_DIR", ""),
+        # The deployments' alerts go through this saved notification block (`register_alert_block`).
+        "GENRE_NOTIFY_BLOCK": os.environ.get("GENRE_NOTIFY_BLOCK") or f"genre-alert-log/{ALERT_BLOCK}",
     }
     return env
 
@@ -75,6 +78,23 @@ def deploy_all(env: dict) -> subprocess.CompletedProcess:
         subprocess.run([*PRELUDE, "work-pool", "create", POOL, "--type", "process"], env=env, cwd=REPO, check=True,
                        capture_output=True, text=True)
     return subprocess.run([*PRELUDE, "--no-prompt", "deploy", "--all"], env=env, cwd=REPO, capture_output=True, text=True)
+
+
+def register_alert_block(home: Path, env: dict) -> subprocess.CompletedProcess:
+    """Save the AlertLog notification block (alerts to GENRE_HOME/alerts.jsonl) on the server, unless
+    GENRE_NOTIFY_BLOCK names another block the user saved (a webhook, say)."""
+    if env["GENRE_NOTIFY_BLOCK"] != f"genre-alert-log/{ALERT_BLOCK}":
+        return subprocess.CompletedProcess([], 0, f"alerts go to {env['GENRE_NOTIFY_BLOCK']}", "")
+    return subprocess.run([sys.executable, "-m", "tasks.notify", "register", "--name", ALERT_BLOCK, "--path",
+                           str(home / "alerts.jsonl")], env=env, cwd=REPO, capture_output=True, text=True)
+
+
+def deployed_summary(stdout: str) -> list[str]:
+    """The lines of `prefect deploy`'s output worth reading here: which deployments were made. Its advice to
+    start a worker in another terminal (repeated per deployment) is dropped: `up` starts one itself."""
+    import re
+
+    return [f"deployed {name}" for name in re.findall(r"Deployment '([^']+)' successfully created", stdout)]
 
 
 def start_worker(home: Path, env: dict) -> int:
@@ -143,11 +163,18 @@ def up(home: Path, port: int, dataset: str) -> None:
     env = prefect_env(home, port, dataset)
     server = start_server(home, port, env)
     result = deploy_all(env)
-    print(result.stdout[-3000:])
     if result.returncode != 0:
+        print(result.stdout[-3000:])
         print(result.stderr[-3000:], file=sys.stderr)
         down(home)
         raise SystemExit(f"prefect deploy --all failed (exit {result.returncode}); server stopped")
+    print("\n".join(deployed_summary(result.stdout)) or result.stdout[-3000:])
+    alerts = register_alert_block(home, env)
+    if alerts.returncode != 0:
+        print(alerts.stdout[-2000:] + alerts.stderr[-2000:], file=sys.stderr)
+        down(home)
+        raise SystemExit(f"could not save the alert block (exit {alerts.returncode}); server stopped")
+    print(alerts.stdout.strip())
     worker = start_worker(home, env)
     print(f"server pid {server} at http://127.0.0.1:{port} (UI and API), worker pid {worker} on pool {POOL}")
     print(f"logs and pids: {local_dir(home)}; stop with `make stop`")

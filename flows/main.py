@@ -121,19 +121,18 @@ def summary(out: dict) -> str:
     drift = mon.get("data_drift") or {}
     lines.append(f"monitoring v{mon.get('classifier_version')} against v{mon.get('previous_version')}: data drift share "
                  f"{drift.get('drift_share')}, drifted columns {drift.get('drifted_columns')}")
+    if mon.get("headline"):
+        lines.append(f"  headline: {mon['headline']}")
     pred = mon.get("prediction_drift") or {}
     if pred:
         lines.append(f"  prediction drift: decision flip share {pred.get('decision_flip_share')}")
     for version, v in (mon.get("ledger_validity") or {}).items():
         lines.append(f"  ledger: recourse issued by classifier v{version}: {v['n']} recorded, "
                      f"{v['still_valid']:.1%} still valid under v{mon.get('classifier_version')}")
-    lines.append(f"  recourse report: {json.dumps({k: v for k, v in (mon.get('recourse') or {}).items() if k != 'files'}, default=str)}")
-    lines.append(f"  reports: {mon.get('report_dir')}")
-    for key in ("data_drift", "prediction_drift", "recourse"):
-        for path in ((mon.get(key) or {}).get("files") or {}).values():
-            lines.append(f"    {path}")
-    if mon.get("plot"):
-        lines.append(f"    {mon['plot']}")
+    lines.append(f"  recourse report: {json.dumps({k: v for k, v in (mon.get('recourse') or {}).items() if k not in ('files', 'title')}, default=str)}")
+    names = [Path(p).name for key in ("data_drift", "prediction_drift", "recourse")
+             for p in ((mon.get(key) or {}).get("files") or {}).values()] + ([Path(mon["plot"]).name] if mon.get("plot") else [])
+    lines.append(f"  reports in {mon.get('report_dir')}: {', '.join(names)}")
     lines += promise_lines(out)
     for q in out["ingest_3"]:
         lines.append(f"corrupted batch {q['file']}: {q['status']} -> {q.get('quarantined_to')}")
@@ -145,6 +144,10 @@ def summary(out: dict) -> str:
     same = out["champion_before_corrupt"] == out["champion_after_corrupt"]
     lines.append(f"champion after the corrupted batch: classifier v{out['champion_after_corrupt'][0]} + generator "
                  f"v{out['champion_after_corrupt'][1]} ({'unchanged' if same else 'CHANGED'})")
+    alerts = Path(out["home"]) / "alerts.jsonl"
+    if alerts.exists():
+        lines.append(f"alerts sent (quarantine, drift, failures): {len(alerts.read_text().splitlines())} in {alerts}")
+    lines.append("Prefect artifacts (a gate table per retrain, report links): .venv/bin/prefect artifact ls")
     lines.append(f"look at it all: .venv/bin/mlflow ui --backend-store-uri {out['mlflow_uri']} --host 127.0.0.1 --port 5000")
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from monitoring.export import write_json
 from monitoring.inputs import validity_by_version
 from monitoring.reports import RecourseThresholds
+from tasks import notify
 from tasks.monitoring import champion as mon
 from tasks.registry import client as registry
 from tasks.ledger.db import Ledger, ledger_url
@@ -110,22 +111,26 @@ def tag_version(version: str, summary: dict, settings: PipelineSettings) -> None
     registry.set_tags(CLASSIFIER_MODEL, version, figures, settings)
 
 
-@flow(name="monitor-poll")
+@flow(name="monitor-poll", on_failure=[notify.on_failure])
 def poll_champion() -> dict:
     """Monitor the registry's champion classifier if it has not been monitored yet."""
     settings = PipelineSettings.from_env()
     version = champion_classifier(settings)  # the source of truth; `monitor` reconciles the rest
     if version is None:
-        get_run_logger().info("no champion yet: nothing to monitor")
+        get_run_logger().info("no %s@champion in %s yet: nothing to monitor", CLASSIFIER_MODEL, settings.mlflow_uri)
         return {"status": "no_champion"}
     return monitor(version=version)
 
 
-@flow(name="monitor", flow_run_name="monitor-v{version}")
+@flow(name="monitor", flow_run_name="monitor-v{version}", on_failure=[notify.on_failure])
 def monitor(version: str | None = None) -> dict:
     """Monitor one classifier version (the champion when `version` is None), once."""
     if version is None:
-        return poll_champion()
+        get_run_logger().info("no version given: polling the registry's champion")
+        result = poll_champion()
+        if result.get("status") == "no_champion":
+            get_run_logger().info("no champion yet: nothing was monitored")
+        return result
     version = str(version)
     log = get_run_logger()
     settings = PipelineSettings.from_env()
@@ -147,7 +152,43 @@ def monitor(version: str | None = None) -> dict:
         mon.release_version(url, CLASSIFIER_MODEL, version)
         raise
     log.info("monitored classifier v%s: %s", version, json.dumps(_headline(summary)))
+    _alert_and_publish(summary, settings)
     return summary
+
+
+def _alert_and_publish(summary: dict, settings: PipelineSettings) -> None:
+    """Say the drift headline, alert through the notification block when anything drifted or a recourse test
+    failed, and publish the Prefect artifacts (markdown headline, links to the reports and the MLflow run)."""
+    log = get_run_logger()
+    drift, pred = summary["data_drift"] or {}, summary["prediction_drift"] or {}
+    failed = summary["recourse"].get("failed_tests") or []
+    lines = [drift.get("headline") or "Data drift: no previous champion to compare with"]
+    if pred:
+        lines.append(f"Prediction drift: {pred.get('decision_flip_share', 0):.1%} of audit decisions flipped; "
+                     f"h's probability {'DRIFTED' if pred.get('h_drifted') else 'did not drift'}")
+    lines.append(f"Recourse: {len(failed)} failed test(s)" + (f": {'; '.join(failed)}" if failed else ""))
+    headline = ". ".join(lines)
+    summary["headline"] = headline
+    (log.warning if drift.get("drifted_count") or pred.get("h_drifted") or failed else log.info)("%s", headline)
+    versions = (f"classifier v{summary['classifier_version']} vs v{summary['previous_version']}"
+                if summary["previous_version"] else f"classifier v{summary['classifier_version']} (first champion)")
+    if drift.get("drifted_count") or pred.get("h_drifted"):
+        notify.send(notify.DRIFT, f"{summary['dataset']}: {versions}", headline + f"\nreports: {summary['report_dir']}")
+    elif failed:
+        notify.send(notify.RECOURSE, f"{summary['dataset']}: {versions}", headline + f"\nreports: {summary['report_dir']}")
+    try:
+        from tasks.run_artifacts import monitoring_artifacts
+
+        experiment = mlflow_experiment_id(settings)
+        keys = monitoring_artifacts(summary, headline, experiment)
+        log.info("Prefect artifacts: %s and %d link(s)", keys[0], len(keys) - 1)
+    except Exception as exc:
+        log.warning("could not publish the monitoring run's Prefect artifacts: %r", exc)
+
+
+def mlflow_experiment_id(settings: PipelineSettings) -> str | None:
+    experiment = registry.configure_mlflow(settings).get_experiment_by_name(mon.MONITOR_EXPERIMENT)
+    return experiment.experiment_id if experiment else None
 
 
 def _monitor_claimed(version: str, generator_version: str, warnings: list[str], settings: PipelineSettings,
@@ -165,9 +206,12 @@ def _monitor_claimed(version: str, generator_version: str, warnings: list[str], 
         "generator_version": generator_version, "previous_version": previous,
         "data_drift": None, "prediction_drift": None, "warnings": warnings,
     }
+    label = mon.version_label(CLASSIFIER_MODEL, version, settings.mlflow_uri)
     if previous is not None:
-        summary["data_drift"] = mon.data_drift(training_table(previous, settings), train_new, spec, out_dir)
-        summary["prediction_drift"] = mon.prediction_drift(load_classifier(previous, settings), new, audit, out_dir)
+        compared = (label, mon.version_label(CLASSIFIER_MODEL, previous, settings.mlflow_uri))
+        summary["data_drift"] = mon.data_drift(training_table(previous, settings), train_new, spec, out_dir, compared)
+        summary["prediction_drift"] = mon.prediction_drift(load_classifier(previous, settings), new, audit, out_dir,
+                                                           compared)
     t = settings.training
     audit_frame = mon.audit_recourse(
         load_generator(generator_version, settings), new, train_new, audit, out_dir,
@@ -177,8 +221,10 @@ def _monitor_claimed(version: str, generator_version: str, warnings: list[str], 
     validity = validity_by_version(judged)
     thresholds = RecourseThresholds(validity=settings.gates.validity_h_floor,
                                     plausibility=settings.gates.plausibility_floor)
+    title = (f"Recourse quality: generator v{generator_version} with {label}"
+             + (f" vs classifier v{previous}'s pair" if previous is not None else " (first champion)"))
     summary["recourse"] = mon.recourse_report(
-        mon.previous_audit_recourse(report_dir_of(url, previous)), audit_frame, judged, thresholds, out_dir
+        mon.previous_audit_recourse(report_dir_of(url, previous)), audit_frame, judged, thresholds, out_dir, title
     )
     summary["ledger_validity"] = {v: {"n": n, "still_valid": share} for v, (n, share) in validity.items()}
     history = mon.validity_history(url, CLASSIFIER_MODEL, spec.name)

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from genre.core.classifier import Classifier
 
+from tasks import notify
 from tasks.training import commitment as promise
 from tasks.faults import fault_point
 from tasks.training.gates import champion_figures, check_gates
@@ -25,7 +26,7 @@ from tasks.registry.reconcile import reconcile
 from tasks.settings import PipelineSettings
 from tasks.data.specs import resolve_spec
 from tasks.ledger.db import Ledger, ledger_url
-from tasks.training.tracking import end_run, log_and_register, start_retrain_run
+from tasks.training.tracking import end_run, log_and_register, start_retrain_run, system_metrics
 from tasks.training.fit import (
     evaluate_classifier,
     evaluate_recourse,
@@ -39,7 +40,7 @@ from tasks.training.fit import (
 LOCK_TIMEOUT = "GENRE_RETRAIN_LOCK_TIMEOUT"
 
 
-@flow(name="retrain", flow_run_name="retrain-{dataset}")
+@flow(name="retrain", flow_run_name="retrain-{dataset}", on_failure=[notify.on_failure])
 def retrain(dataset: str = "compas", config: str | None = None, keep_promise: bool = False) -> dict:
     """Train, evaluate, register and (if every gate passes) promote a classifier/generator pair.
 
@@ -60,7 +61,22 @@ def retrain(dataset: str = "compas", config: str | None = None, keep_promise: bo
         except BaseException:
             end_run(run_id, "FAILED", settings)
             raise
+    publish_artifacts(spec.name, result, settings)
     return {**result, "reconciled": cleaned}
+
+
+def publish_artifacts(dataset: str, result: dict, settings: PipelineSettings) -> None:
+    """The gate table and the MLflow run's link as Prefect artifacts (a failure to publish is only a warning)."""
+    from tasks.registry.client import configure_mlflow
+    from tasks.run_artifacts import retrain_artifacts
+
+    try:
+        experiment = configure_mlflow(settings).get_experiment_by_name(settings.experiment)
+        keys = retrain_artifacts(dataset, result, experiment.experiment_id)
+    except Exception as exc:
+        get_run_logger().warning("could not publish the retrain's Prefect artifacts: %r", exc)
+        return
+    get_run_logger().info("Prefect artifacts: %s", ", ".join(keys))
 
 
 def _train_and_register(spec, snap, run_id: str, settings: PipelineSettings, keep_promise: bool = False) -> dict:
@@ -69,19 +85,20 @@ def _train_and_register(spec, snap, run_id: str, settings: PipelineSettings, kee
     log.info("training on store version %s (%d rows, %d batches)", snap.data_hash, snap.rows, snap.batches)
     issued = issued_in_window(spec.name, settings)
     anchors = write_anchors(issued, spec, run_dir, settings) if keep_promise else None
-    train_classifier(snap.path, spec, run_dir, settings.training, anchors)
-    fault_point("during_training")
-    figures = evaluate_classifier(snap.path, spec, run_dir, settings.training)
-    champion = champion_figures(snap.path, spec, settings)
-    commitment, report = commitment_gate(issued, run_dir, settings)
-    gates = check_gates(figures, champion, settings.gates) + [commitment]
-    # A pair blocked only by the commitment gate still gets its generator: a person may override the gate.
-    if all(g["passed"] for g in gates if g["name"] != promise.GATE):
-        train_recourse_generator(snap.path, spec, run_dir, settings.training)
-        figures = evaluate_recourse(snap.path, spec, run_dir, settings.training)
+    with system_metrics(run_id, settings):  # the run's System metrics tab covers the training
+        train_classifier(snap.path, spec, run_dir, settings.training, anchors)
+        fault_point("during_training")
+        figures = evaluate_classifier(snap.path, spec, run_dir, settings.training)
+        champion = champion_figures(snap.path, spec, settings)
+        commitment, report = commitment_gate(issued, run_dir, settings)
         gates = check_gates(figures, champion, settings.gates) + [commitment]
-    else:
-        log.warning("h failed its gates: no generator is trained against it")
+        # A pair blocked only by the commitment gate still gets its generator: a person may override the gate.
+        if all(g["passed"] for g in gates if g["name"] != promise.GATE):
+            train_recourse_generator(snap.path, spec, run_dir, settings.training)
+            figures = evaluate_recourse(snap.path, spec, run_dir, settings.training)
+            gates = check_gates(figures, champion, settings.gates) + [commitment]
+        else:
+            log.warning("h failed its gates: no generator is trained against it")
     tags = gate_tags(gates) | promise.commitment_tags(commitment, report)
     versions = log_and_register(snap, spec, run_dir, settings, run_id, tags)
     mark_challenger(versions, settings)

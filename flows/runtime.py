@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -83,8 +84,40 @@ def reap_orphans(folder: Path | None = None) -> list[int]:
     return stopped
 
 
+def quiet_when_not_a_terminal() -> None:
+    """Progress bars only on a terminal: in a log file or a pipe MLflow's artifact-download bar is dozens of
+    redrawn lines (`MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`, MLflow's own switch; an explicit setting wins)."""
+    from genre.core.progress import is_terminal
+
+    if not is_terminal():
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class CompletedTaskStates(logging.Filter):
+    """Drops Prefect's "Finished in state Completed()" line of each task run from the console (a flow runs
+    dozens of small tasks); the Prefect API and UI keep them, and failed or crashed states still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "prefect.task_runs" and record.getMessage().startswith("Finished in state Completed"))
+
+
+def quiet_console() -> None:
+    """Attach `CompletedTaskStates` to Prefect's console handler (Prefect's logging set up first, once)."""
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, CompletedTaskStates)
+                                                                  for f in handler.filters):
+            handler.addFilter(CompletedTaskStates())
+
+
 def run_main(main):
     """Call `main()` with a temporary Prefect server that cannot outlive this process (see the module doc)."""
+    quiet_when_not_a_terminal()
+    quiet_console()
     if os.environ.get("PREFECT_API_URL"):
         return main()
     folder = pids_dir()

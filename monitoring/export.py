@@ -1,6 +1,8 @@
 """Write report snapshots as HTML and JSON, read their figures back by metric, and plot ledger validity."""
 from __future__ import annotations
 
+import html
+import json
 import math
 from pathlib import Path
 
@@ -9,16 +11,33 @@ import pandas as pd
 from genre.core import files
 
 
-def save_report(snapshot, out_dir: str | Path, name: str) -> dict[str, str]:
-    """Write `<name>.html` and `<name>.json` under `out_dir`, each under a temp name first, then renamed."""
+def save_report(snapshot, out_dir: str | Path, name: str, title: str | None = None,
+                subtitle: str | None = None) -> dict[str, str]:
+    """Write `<name>.html` and `<name>.json` under `out_dir`, each under a temp name first, then renamed.
+    `title` (what is compared: versions and dates) heads the HTML page and names its browser tab."""
     out_dir = Path(out_dir)
     paths = {}
     for kind, write in (("html", snapshot.save_html), ("json", snapshot.save_json)):
         final = out_dir / f"{name}.{kind}"
         with files.atomic_path(final) as tmp:
             write(str(tmp))
+            if kind == "html" and title:
+                _add_title(tmp, title, subtitle)
+            elif title:  # Evidently's JSON keeps no name: the title goes in beside its metrics and tests
+                data = json.loads(tmp.read_text(encoding="utf-8"))
+                tmp.write_text(json.dumps({"title": title, "subtitle": subtitle, **data}), encoding="utf-8")
         paths[kind] = str(final)
     return paths
+
+
+def _add_title(path: Path, title: str, subtitle: str | None) -> None:
+    """A <title> and a heading on Evidently's page (it renders none of its own)."""
+    page = path.read_text(encoding="utf-8")
+    head = f"<head>\n<title>{html.escape(title)}</title>"
+    heading = (f'<body>\n<div style="font-family: sans-serif; margin: 16px 24px 0">'
+               f'<h1 style="font-size: 22px; margin: 0">{html.escape(title)}</h1>'
+               + (f'<p style="margin: 6px 0 0">{html.escape(subtitle)}</p>' if subtitle else "") + "</div>")
+    path.write_text(page.replace("<head>", head, 1).replace("<body>", heading, 1), encoding="utf-8")
 
 
 def _metrics_of_type(result: dict, type_name: str) -> list[dict]:
@@ -35,26 +54,43 @@ def drift_summary(snapshot) -> dict:
     counts = _metrics_of_type(result, "DriftedColumnsCount")
     if not counts:
         raise ValueError("the snapshot holds no DriftedColumnsCount metric: is it a data-drift report?")
-    value = counts[0]["value"]
+    value, config = counts[0]["value"], counts[0]["config"]
     drifted = sorted(
         t["metric_config"]["params"]["column"]
         for t in result["tests"]
         if t["metric_config"]["params"]["type"].endswith(":ValueDrift") and t["status"] == "FAIL"
     )
-    return {"drift_share": float(value["share"]), "drifted_count": int(value["count"]), "drifted_columns": drifted}
+    out = {"drift_share": float(value["share"]), "drifted_count": int(value["count"]), "drifted_columns": drifted,
+           "columns": len(config.get("columns") or []), "drift_share_threshold": float(config.get("drift_share", 0.5))}
+    out["dataset_drift"] = out["drift_share"] >= out["drift_share_threshold"]
+    return out | {"headline": drift_headline(out)}
+
+
+def drift_headline(summary: dict) -> str:
+    """One sentence that never hides a drifted column behind Evidently's "Dataset Drift is NOT detected"."""
+    n, total, cols = summary["drifted_count"], summary["columns"], ", ".join(summary["drifted_columns"])
+    share, limit = summary["drift_share"], summary["drift_share_threshold"]
+    if summary["dataset_drift"]:
+        return f"Dataset drift DETECTED: {n} of {total} columns drifted ({share:.0%} >= {limit:.0%}): {cols}"
+    if n:
+        return (f"Dataset drift not detected ({share:.0%} of columns drifted, under the {limit:.0%} threshold), "
+                f"but {n} column test(s) FAILED: {cols} drifted")
+    return f"No drift: none of the {total} columns drifted"
 
 
 def prediction_summary(snapshot) -> dict:
-    """Score drift p-value, mean score and acceptance rate of the current model, and the flip share."""
+    """Drift p-value of h's probability, its mean and the acceptance rate under the current model, the flip share."""
     result = snapshot.dict()
     out: dict = {}
     for m in _metrics_of_type(result, "ValueDrift"):
-        out["score_drift_p_value"] = _clean(float(m["value"]))
+        out["h_drift_p_value"] = _clean(float(m["value"]))
     for m in _metrics_of_type(result, "MeanValue"):
         out[f"mean_{m['config']['column']}"] = _clean(float(m["value"]))
+    for m in _metrics_of_type(result, "CategoryCount"):
+        out["acceptance_rate"] = _clean(float(m["value"]["share"]))
     for m in _metrics_of_type(result, "DecisionFlipShare"):
         out["decision_flip_share"] = float(m["value"])
-    out["score_drifted"] = any(
+    out["h_drifted"] = any(
         t["status"] == "FAIL" for t in result["tests"] if t["metric_config"]["params"]["type"].endswith(":ValueDrift")
     )
     return out

@@ -34,9 +34,9 @@ def audit_set(spec: DatasetSpec, path: str | Path, *, n: int = 500, seed: int = 
 
 
 def scores(classifier: Classifier, encoder: MinMaxEncoder, rows: pd.DataFrame) -> pd.DataFrame:
-    """`score` = h(x) for each row, in the classifier's own encoding."""
+    """`h_probability` = h(x) for each row, in the classifier's own encoding."""
     X = encoder.transform(rows[list(encoder.spec.features)])
-    return pd.DataFrame({"score": classifier.predict_proba(X)})
+    return pd.DataFrame({"h_probability": classifier.predict_proba(X)})
 
 
 def plausibility_scorer(classifier: Classifier, encoder: MinMaxEncoder, train: pd.DataFrame) -> PlausibilityScorer:

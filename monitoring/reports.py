@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.metric_types import SingleValueCalculation, SingleValueMetric
-from evidently.metrics import MeanValue, ValueDrift
+from evidently.metrics import CategoryCount, MeanValue, UniqueValueCount, ValueDrift
 from evidently.presets import DataDriftPreset
 from evidently.tests import gte, lte
 
@@ -61,7 +61,8 @@ def _as_dataset(frame: pd.DataFrame, definition: DataDefinition, columns: list[s
 
 
 def build_data_drift_report(
-    *, reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, drift_share: float = 0.5
+    *, reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, drift_share: float = 0.5,
+    name: str | None = None,
 ):
     """Feature and target drift between two training tables (previous champion's vs the new one's).
 
@@ -78,20 +79,24 @@ def build_data_drift_report(
     report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
     return report.run(
         current_data=_as_dataset(current, definition, columns),
-        reference_data=_as_dataset(reference, definition, columns),
+        reference_data=_as_dataset(reference, definition, columns), name=name,
     )
 
 
+H = "h_probability"  # h(x) = P(favourable | x): never called "score" (compas' target is named that)
+ACCEPTED, REJECTED = "accepted", "rejected"
+
+
 class DecisionFlipShare(SingleValueMetric):
-    """Share of audit rows whose decision (score > 0.5) differs between the reference and current model."""
+    """Share of audit rows whose decision (h_probability > 0.5) differs between the reference and current model."""
 
 
 class DecisionFlipShareCalculation(SingleValueCalculation[DecisionFlipShare]):
     def calculate(self, context, current_data: Dataset, reference_data: Optional[Dataset]):
         if reference_data is None:
-            raise ValueError("decision flips compare two models: pass the previous champion's scores as reference")
-        cur = current_data.as_dataframe()["score"].to_numpy(dtype=np.float64)
-        ref = reference_data.as_dataframe()["score"].to_numpy(dtype=np.float64)
+            raise ValueError("decision flips compare two models: pass the previous champion's h as reference")
+        cur = current_data.as_dataframe()[H].to_numpy(dtype=np.float64)
+        ref = reference_data.as_dataframe()[H].to_numpy(dtype=np.float64)
         if cur.shape != ref.shape:
             raise ValueError(f"decision flips need the same audit rows in both frames ({len(ref)} vs {len(cur)})")
         return self.result(float(np.mean((cur > 0.5) != (ref > 0.5))))
@@ -101,32 +106,34 @@ class DecisionFlipShareCalculation(SingleValueCalculation[DecisionFlipShare]):
 
 
 def build_prediction_drift_report(
-    *, reference: pd.DataFrame, current: pd.DataFrame, max_flip_share: float = 0.2
+    *, reference: pd.DataFrame, current: pd.DataFrame, max_flip_share: float = 0.2, name: str | None = None
 ):
-    """h_old vs h_new on the same fixed audit rows: score drift, acceptance rate, share of flipped decisions.
+    """h_old vs h_new on the same fixed audit rows: drift of h's probability, acceptance rate, flipped decisions.
 
-    Both frames hold a `score` column (P(y = 1 | x)), row i being the same audit applicant in both.
+    Both frames hold an `h_probability` column (P(y = 1 | x)), row i being the same audit applicant in both.
+    The decision (`accepted` / `rejected`) is a categorical column, shown as the count of each decision.
     """
-    for name, frame in (("reference", reference), ("current", current)):
-        if "score" not in frame.columns:
-            raise ValueError(f"prediction drift: the {name} frame has no 'score' column")
-    definition = DataDefinition(numerical_columns=["score", "accepted"])
+    for label, frame in (("reference", reference), ("current", current)):
+        if H not in frame.columns:
+            raise ValueError(f"prediction drift: the {label} frame has no '{H}' column")
+    definition = DataDefinition(numerical_columns=[H], categorical_columns=["decision"])
 
     def prepared(frame: pd.DataFrame) -> Dataset:
-        out = pd.DataFrame({"score": frame["score"].to_numpy(dtype=np.float64)})
-        out["accepted"] = (out["score"] > 0.5).astype(int)  # a bool column crashes Dataset.from_pandas
+        out = pd.DataFrame({H: frame[H].to_numpy(dtype=np.float64)})
+        out["decision"] = np.where(out[H] > 0.5, ACCEPTED, REJECTED)
         return Dataset.from_pandas(out, data_definition=definition)
 
     report = Report(
         [
-            ValueDrift(column="score"),
-            MeanValue(column="score"),
-            MeanValue(column="accepted"),
+            ValueDrift(column=H),
+            MeanValue(column=H),
+            CategoryCount(column="decision", category=ACCEPTED),
+            UniqueValueCount(column="decision"),
             DecisionFlipShare(tests=[lte(max_flip_share)]),
         ],
         include_tests=True,
     )
-    return report.run(current_data=prepared(current), reference_data=prepared(reference))
+    return report.run(current_data=prepared(current), reference_data=prepared(reference), name=name)
 
 
 def build_recourse_report(
@@ -134,6 +141,7 @@ def build_recourse_report(
     reference: Optional[pd.DataFrame],
     current: pd.DataFrame,
     thresholds: RecourseThresholds = RecourseThresholds(),
+    name: str | None = None,
 ):
     """Recourse validity, cost and plausibility on the audit set, and ledger recourses still valid by version.
 
@@ -169,7 +177,8 @@ def build_recourse_report(
     # for an all-empty column. That statistic is not used here, so the warning is noise.
     with np.errstate(invalid="ignore", divide="ignore"):
         return report.run(
-            current_data=prepared(current), reference_data=None if reference is None else prepared(reference)
+            current_data=prepared(current), reference_data=None if reference is None else prepared(reference),
+            name=name,
         )
 
 

@@ -43,25 +43,31 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+MARKERS = "osD^vPX*<>"
+
+
 def plot_cost_validity(reports: list[dict], path: Path) -> Path:
-    """Per data set: cost (x) against oracle validity (y), marker area proportional to plausibility."""
-    fig, axes = plt.subplots(1, len(reports), figsize=(5.2 * len(reports), 4.2), squeeze=False)
+    """Per data set: cost (x) against oracle validity (y); one hollow marker shape per method, so methods on
+    the same spot (several sit at validity 1.0 on compas) all stay visible; plausibility in the legend."""
+    methods = list(dict.fromkeys(r["method"] for rep in reports for r in rep["results"]))
+    fig, axes = plt.subplots(1, len(reports), figsize=(5.6 * len(reports), 4.6), squeeze=False)
     for ax, rep in zip(axes[0], reports):
         for row in rep["results"]:
             if not np.isfinite(row.get("cost", np.nan)):
                 continue
-            plaus = row["plausibility"]
-            # A legend rather than annotations: on compas several methods sit at validity 1.0 together.
-            ax.scatter(row["cost"], row["validity"], s=40 + 600 * plaus, alpha=0.6,
-                       color=COLORS.get(row["method"], "grey"), edgecolor="black", linewidth=0.5,
-                       label=f"{row['method']} (plaus. {plaus:.2f})")
+            i = methods.index(row["method"])
+            ax.scatter(row["cost"], row["validity"], s=90, marker=MARKERS[i % len(MARKERS)], facecolors="none",
+                       edgecolors=COLORS.get(row["method"], "grey"), linewidths=1.8, clip_on=False, zorder=3,
+                       label=f"{row['method']} (plausibility {row['plausibility']:.2f})")
         ax.set_title(f"{rep['dataset']}: n = {rep['n']} factuals")
         ax.set_xlabel("cost (L1 in min-max space, lower is better)")
         ax.set_ylabel("validity (oracle)")
-        ax.set_ylim(-0.05, 1.1)
+        ax.set_ylim(-0.05, 1.08)
+        ax.margins(x=0.1)  # no marker on the frame's edge
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right", markerscale=0.4)
-    fig.suptitle("Cost against validity; marker size = plausibility")
+        ax.legend(fontsize=7.5, loc="lower left", framealpha=0.9)
+    fig.suptitle("Cost against validity (up and to the left is better)")
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -69,7 +75,7 @@ def plot_throughput(reports: list[dict], path: Path) -> Path:
     """Recourses per second per method and data set, log scale."""
     methods = list(dict.fromkeys(r["method"] for rep in reports for r in rep["results"]))
     width = 0.8 / max(len(reports), 1)
-    fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 2, 4))
+    fig, ax = plt.subplots(figsize=(1.5 * len(methods) + 2.5, 4.6))
     x = np.arange(len(methods))
     for i, rep in enumerate(reports):
         by = {r["method"]: r["recourses_per_second"] for r in rep["results"]}
@@ -77,13 +83,16 @@ def plot_throughput(reports: list[dict], path: Path) -> Path:
         bars = ax.bar(x + (i - (len(reports) - 1) / 2) * width, vals, width, label=rep["dataset"])
         for b, v in zip(bars, vals):
             if np.isfinite(v):
-                ax.annotate(f"{v:,.0f}" if v >= 10 else f"{v:.2g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+                ax.annotate(f"{v:,.0f}" if v >= 10 else f"{v:.2g}", (b.get_x() + b.get_width() / 2, v), ha="center",
+                            va="bottom", fontsize=7.5)
     ax.set_yscale("log")
-    ax.set_xticks(x, methods)
+    # Method names slanted and anchored at their right end: long names never run into each other.
+    ax.set_xticks(x, methods, rotation=25, ha="right", rotation_mode="anchor", fontsize=10)
     ax.set_ylabel("recourses per second (batch, log scale)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.set_title("Throughput on the same factuals")
+    fig.tight_layout()
     return _save(fig, path)
 
 

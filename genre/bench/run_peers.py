@@ -338,7 +338,10 @@ def configure(parser) -> None:
     from pathlib import Path
 
     parser.add_argument("--datasets", default="compas,adult", help="comma-separated data sets")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated registry names")
+    from genre.evaluation.methods import known_methods
+
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated method names, of: {', '.join(sorted({*known_methods(), *DEFAULT_METHODS}))}")
     parser.add_argument("--n", type=int, default=200, help="factuals per data set (the same for every method)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-cap", type=float, default=DEFAULT_TIME_CAP_S, help="seconds per DiCE method")

@@ -16,7 +16,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 from torch import nn
-from tqdm.auto import tqdm
+
+from genre.core.progress import Progress, epochs
 
 from genre.core import files
 
@@ -84,13 +85,14 @@ class Classifier:
         self.module = MLP(config)
         self.history_: list[float] = []
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, progress: bool = False,
+    def fit(self, X: np.ndarray, y: np.ndarray, *, progress: Progress = False,
             sample_weight: np.ndarray | None = None) -> "Classifier":
-        """`sample_weight` (n,) multiplies each row's loss (on top of the class balance); None: all 1."""
+        """Train h. `progress`: a bar on a terminal, a few lines elsewhere, or a callable taking those lines;
+        `sample_weight` (n,) multiplies each row's loss (on top of the class balance); None: all 1."""
         with one_thread():
             return self._fit(X, y, progress, sample_weight)
 
-    def _fit(self, X: np.ndarray, y: np.ndarray, progress: bool, sample_weight: np.ndarray | None = None) -> "Classifier":
+    def _fit(self, X: np.ndarray, y: np.ndarray, progress: Progress, sample_weight: np.ndarray | None = None) -> "Classifier":
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -109,7 +111,7 @@ class Classifier:
         steps = math.ceil(n / cfg.batch_size)
         self.module.train()
         self.history_ = []
-        bar = tqdm(range(cfg.epochs), desc="classifier h", disable=not progress, leave=False)
+        bar = epochs(cfg.epochs, "classifier h", progress)
         for _ in bar:
             perm = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
             total = 0.0
@@ -126,6 +128,7 @@ class Classifier:
                 total += float(loss.detach()) * len(idx)
             self.history_.append(total / n)
             bar.set_postfix(loss=f"{self.history_[-1]:.4f}")
+        bar.close()
         self.module.eval()
         return self
 

@@ -16,7 +16,6 @@ Every value is a str, int, float or None (never NaN), so the frame serialises to
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 import pandas as pd
@@ -169,10 +168,10 @@ def _fill_columns(out: dict, spec: DatasetSpec, idx: np.ndarray, rejected: np.nd
         out["score"][i] = float(score[pos])
         out["probability"][i] = float(prob[pos])
         if not rejected[pos]:
-            out["cost"][i], out["changed"][i] = 0.0, "[]"
+            out["cost"][i], out["changed"][i] = 0.0, []
         elif ok[pos]:
             out["cost"][i] = float(cost[pos])
-            out["changed"][i] = json.dumps([f for f, m in zip(spec.features, moved[pos]) if m])
+            out["changed"][i] = [f for f, m in zip(spec.features, moved[pos]) if m]
 
 
 def _plain(value) -> object:

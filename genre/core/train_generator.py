@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from genre.core.classifier import Classifier, one_thread
 from genre.core.encoding import MinMaxEncoder
 from genre.core.generator import Generator, GeneratorConfig
 from genre.core.pairs import PairConfig, PairSampler, split_sources_targets
+from genre.core.progress import Progress, epochs
 from genre.core.sampler import GenRe, observed_support
 
 
@@ -157,7 +157,7 @@ def train_generator(
     classifier: Classifier,
     config: GeneratorConfig | None = None,
     train: TrainConfig | None = None,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> GenRe:
     """Train a generator on the training set and return a ready `GenRe`.
 
@@ -203,7 +203,7 @@ def _train(X, y, encoder, classifier, config, train, progress) -> GenRe:
     history: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1, "n_train_sources": len(tr_src_t),
                      "n_val_sources": len(va_src_t), "n_targets": len(targets)}
     best_loss, best_state, stale = float("inf"), None, 0
-    bar = tqdm(range(train.epochs), desc=f"generator {spec.name}", disable=not progress)
+    bar = epochs(train.epochs, f"generator {spec.name}", progress)
     for epoch in bar:
         model.train()
         pair_targets = targets[tr_q.sample(gen)]  # one fresh target per source
@@ -228,6 +228,7 @@ def _train(X, y, encoder, classifier, config, train, progress) -> GenRe:
                         best=f"{best_loss:.3f}")
         if stale >= train.patience:
             break
+    bar.close()
     model.load_state_dict(best_state)
     history["train_seconds"] = time.perf_counter() - start
     return GenRe(model.eval(), encoder, classifier, support=observed_support(X, encoder, config.n_bins),

@@ -110,8 +110,11 @@ def _seeds(text: str) -> list[int]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="adult, compas, heloc, or a spec file (.yaml/.json)")
+    from genre.evaluation.methods import known_methods
+
     parser.add_argument("--methods", default="nnr,wachter",
-                        help="comma-separated registry names, e.g. genre,genre-best,nnr,wachter (default: %(default)s)")
+                        help=f"comma-separated method names, of: {', '.join(known_methods())} "
+                             f"(or module:function) (default: %(default)s)")
     parser.add_argument("--n", type=_n, default=200,
                         help="test factuals with h(x) <= 0.5: a number drawn at random, or 'all' (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the protocol models and the factuals (default: %(default)s)")

@@ -39,6 +39,22 @@ def register_method(name: str, fn: RecourseMethod | None = None, *, prepare: Cal
     return add(fn) if fn is not None else add
 
 
+def _load_provider(module: str) -> None:
+    """Import a provider so its register_method calls run; a provider that is not installed is skipped."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+
+
+def known_methods() -> list[str]:
+    """Every registered method name, the providers' included."""
+    for module in PROVIDERS:
+        _load_provider(module)
+    return sorted(METHODS)
+
+
 def prepare_method(name: str, setup) -> None:
     """Load or fit what method `name` needs (nothing for most methods); look the method up first."""
     if name in PREPARATIONS:
@@ -52,11 +68,7 @@ def get_method(name: str) -> RecourseMethod:
         module, _, attr = name.partition(":")
         return getattr(importlib.import_module(module), attr)
     for module in PROVIDERS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        _load_provider(module)
         if name in METHODS:
             return METHODS[name]
     raise KeyError(f"unknown recourse method '{name}': known {sorted(METHODS)} (or give 'module:function')")

@@ -4,6 +4,7 @@ such cells get a leading `'`, which spreadsheets show as text. Numbers stay numb
 plain number ("-3", "+1.5e3") is left alone, and non-text cells are never touched."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +17,10 @@ PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 def neutralise(value):
-    """The cell as it may safely be written: risky text gets a leading quote."""
+    """The cell as it may safely be written: risky text gets a leading quote; a list (the answer's `changed`)
+    is written as its JSON array."""
+    if isinstance(value, (list, tuple)):
+        value = json.dumps(list(value))
     if isinstance(value, str) and value.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value

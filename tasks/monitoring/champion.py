@@ -82,19 +82,48 @@ def fixed_audit_set(spec: DatasetSpec, path: Path) -> pd.DataFrame:
     return inputs.audit_set(spec, path)
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def version_label(model: str, version: str, tracking_uri: str) -> str:
+    """"classifier v3 (store 1a2b3c, 4620 rows, registered 2026-11-29 20:31 UTC)": what a report compares."""
+    from datetime import datetime, timezone
+
+    v = mlflow.MlflowClient(tracking_uri, tracking_uri).get_model_version(model, str(version))
+    when = datetime.fromtimestamp(v.creation_timestamp / 1000, tz=timezone.utc)
+    rows = f", {v.tags['store_rows']} rows" if "store_rows" in v.tags else ""
+    return f"{model.removeprefix('genre-')} v{version} (store {v.tags.get('data_hash', '?')}{rows}, " \
+           f"registered {when:%Y-%m-%d %H:%M} UTC)"
+
+
+def _made() -> str:
+    from datetime import datetime, timezone
+
+    return f"report made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
 @task(cache_policy=NO_CACHE)
-def data_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, out_dir: Path) -> dict:
-    """Data-drift report between two training tables; returns its figures and file paths."""
-    snapshot = build_data_drift_report(reference=reference, current=current, spec=spec)
-    return export.drift_summary(snapshot) | {"files": export.save_report(snapshot, out_dir, "data_drift")}
+def data_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, out_dir: Path,
+               compared: tuple[str, str] = ("current", "reference")) -> dict:
+    """Data-drift report between two training tables (`compared`: their labels, current first); figures and paths."""
+    title = f"Data drift: training data of {compared[0]} vs {compared[1]}"
+    snapshot = build_data_drift_report(reference=reference, current=current, spec=spec, name=title)
+    summary = export.drift_summary(snapshot)
+    files = export.save_report(snapshot, out_dir, "data_drift", title=title,
+                               subtitle=f"{summary['headline']}. Reference: the training snapshot of {compared[1]}; "
+                                        f"current: that of {compared[0]}; {_made()}.")
+    return summary | {"files": files, "title": title}
 
 
 @task(cache_policy=NO_CACHE)
 def prediction_drift(old: tuple[Classifier, MinMaxEncoder], new: tuple[Classifier, MinMaxEncoder],
-                     audit: pd.DataFrame, out_dir: Path) -> dict:
-    """h_old vs h_new scores on the audit rows; returns the figures and file paths."""
-    snapshot = build_prediction_drift_report(reference=inputs.scores(*old, audit), current=inputs.scores(*new, audit))
-    return export.prediction_summary(snapshot) | {"files": export.save_report(snapshot, out_dir, "prediction_drift")}
+                     audit: pd.DataFrame, out_dir: Path, compared: tuple[str, str] = ("current", "reference")) -> dict:
+    """h_old vs h_new probabilities on the audit rows; returns the figures and file paths."""
+    title = f"Prediction drift: h of {compared[0]} vs {compared[1]} on {len(audit)} fixed audit rows"
+    snapshot = build_prediction_drift_report(reference=inputs.scores(*old, audit), current=inputs.scores(*new, audit),
+                                             name=title)
+    files = export.save_report(snapshot, out_dir, "prediction_drift", title=title,
+                               subtitle=f"h_probability = P(favourable | applicant); decision = accepted when "
+                                        f"h_probability > 0.5; {_made()}.")
+    return export.prediction_summary(snapshot) | {"files": files, "title": title}
 
 
 @task(cache_policy=NO_CACHE)
@@ -117,15 +146,20 @@ def judge_ledger(entries: pd.DataFrame, new: tuple[Classifier, MinMaxEncoder]) -
 
 @task(cache_policy=NO_CACHE)
 def recourse_report(reference: pd.DataFrame | None, audit_frame: pd.DataFrame, judged: pd.DataFrame,
-                    thresholds: RecourseThresholds, out_dir: Path) -> dict:
+                    thresholds: RecourseThresholds, out_dir: Path, title: str = "Recourse quality") -> dict:
     """Recourse report (validity, cost, plausibility, ledger still valid by version); figures and paths."""
     current = audit_frame
     if len(judged):
         ledger_rows = recourse_frame(issued_by=judged["issued_by"].to_numpy(),
                                     still_valid=judged["still_valid"].to_numpy())
         current = pd.concat([audit_frame, ledger_rows], ignore_index=True)
-    snapshot = build_recourse_report(reference=reference, current=current, thresholds=thresholds)
-    return export.recourse_summary(snapshot) | {"files": export.save_report(snapshot, out_dir, "recourse")}
+    snapshot = build_recourse_report(reference=reference, current=current, thresholds=thresholds, name=title)
+    issued = sorted(judged["issued_by"].astype(str).unique(), key=export.version_key) if len(judged) else []
+    subtitle = (f"Audit rows: this pair's recourse{' vs the previous champion' if reference is not None else ''}; "
+                + (f"ledger: recourse issued by classifier v{', v'.join(issued)}, judged again by the new h; "
+                   if issued else "ledger: empty; ") + _made() + ".")
+    files = export.save_report(snapshot, out_dir, "recourse", title=title, subtitle=subtitle)
+    return export.recourse_summary(snapshot) | {"files": files, "title": title}
 
 
 @task(cache_policy=NO_CACHE)
@@ -191,14 +225,11 @@ def log_validity_over_time(tracking_uri: str, artifact_root: Path, dataset: str,
 
 
 def _monitor_experiment(tracking_uri: str, artifact_root: Path) -> None:
+    from tasks.registry.client import ensure_experiment
+
     mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri)
-    if client.get_experiment_by_name(MONITOR_EXPERIMENT) is None:
-        try:
-            # Artifacts under GENRE_HOME beside the pipeline's, never in a ./mlruns of the working directory.
-            client.create_experiment(MONITOR_EXPERIMENT, artifact_location=Path(artifact_root).resolve().as_uri())
-        except mlflow.exceptions.MlflowException:
-            pass  # created meanwhile by another process
+    # Artifacts under GENRE_HOME beside the pipeline's, never in a ./mlruns of the working directory.
+    ensure_experiment(mlflow.MlflowClient(tracking_uri), MONITOR_EXPERIMENT, artifact_root)
     mlflow.set_experiment(MONITOR_EXPERIMENT)
 
 

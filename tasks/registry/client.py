@@ -28,6 +28,8 @@ from tasks.faults import fault_point
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL, PipelineSettings
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# MLflow 3 opens an experiment on the view of its kind: this one trains models (not a GenAI app).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 ORPHAN = "genre.orphan"  # tag of a version whose run never finished (killed or crashed): never promoted
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,24 @@ def configure_mlflow(settings: PipelineSettings | None = None) -> MlflowClient:
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     client = MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
-    if client.get_experiment_by_name(settings.experiment) is None:
-        try:
-            client.create_experiment(settings.experiment, artifact_location=settings.artifact_root.as_uri())
-        except MlflowException:
-            pass  # created meanwhile by another process
+    ensure_experiment(client, settings.experiment, settings.artifact_root)
     mlflow.set_experiment(settings.experiment)
     return client
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
+    """The experiment's id; created with its artifact root under GENRE_HOME and marked a model-training one."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=Path(artifact_root).resolve().as_uri(),
+                                            tags=EXPERIMENT_KIND)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # created meanwhile by another process
+    for key, value in EXPERIMENT_KIND.items():
+        if experiment.tags.get(key) != value:  # an experiment made before the tag existed
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def _client(settings: PipelineSettings | None) -> MlflowClient:

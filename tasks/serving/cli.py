@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         raise DataError(path, f"missing column(s) {missing}; expected {list(spec.features)}", row=0, column=missing[0])
     parts = []
-    with tqdm(total=len(people), unit="row", desc="recourse", file=sys.stderr, disable=len(people) <= args.chunk_rows) as bar:
+    with tqdm(total=len(people), unit="row", desc="recourse", file=sys.stderr, disable=len(people) <= args.chunk_rows or not sys.stderr.isatty()) as bar:
         for start in range(0, len(people), args.chunk_rows):
             chunk = people.iloc[start:start + args.chunk_rows].reset_index(drop=True)
             parts.append(model.predict(chunk))

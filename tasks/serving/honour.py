@@ -108,7 +108,8 @@ def _answer_honoured(out: pd.DataFrame, i: int, profile: dict, met: list, spec: 
     for f in spec.features:
         value = profile[f]
         out.at[i, f] = value.item() if hasattr(value, "item") else value
-    out.at[i, "cost"], out.at[i, "changed"], out.at[i, "probability"] = 0.0, "[]", out.at[i, "score"]
+    out.at[i, "cost"], out.at[i, "probability"] = 0.0, out.at[i, "score"]
+    out.at[i, "changed"] = []  # a list, as in every other answer
     out.at[i, "commitment"] = json.dumps({
         "ledger_ids": [int(e.id) for e in met],
         "issued_by": [{"classifier_version": str(e.classifier_version), "generator_version": str(e.generator_version)}

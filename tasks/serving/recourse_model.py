@@ -25,12 +25,13 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
 from genre.core.serving import answer, answer_columns
+from tasks import model_code
 from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, load_json
 from tasks.serving.honour import HONOUR_SWITCH, honour, real_ids
-from tasks.training.pyfunc_models import PIP_REQUIREMENTS
+from tasks.training.pyfunc_models import PIP_REQUIREMENTS, feature_inputs, value_type
 from tasks.ledger.recorder import LEDGER_SWITCH, ServingLedger, recording_enabled
 from tasks.settings import GENERATOR_MODEL, RECOURSE_MODEL
 
@@ -125,13 +126,13 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
 
 
 def signature(spec) -> ModelSignature:
-    """Features as required `Any` columns (see the module docstring), an optional applicant id; typed output."""
-    inputs = Schema([ColSpec(AnyType(), f) for f in spec.features] + [ColSpec(AnyType(), ID_COLUMN, required=False)])
-    numeric = {"cost", "score", "probability"}
+    """Features as required `Any` columns (see the module docstring), an optional applicant id; typed output,
+    `changed` a list of feature names (a JSON array in the HTTP answer, not a string holding one)."""
+    inputs = Schema(feature_inputs(spec) + [ColSpec(AnyType(), ID_COLUMN, required=False)])
+    types = {"cost": "double", "score": "double", "probability": "double", "reason": "string",
+             "changed": Array("string")}
     outputs = [ColSpec("string", "status")] + [
-        ColSpec("double" if c in numeric else "string" if c in spec.categorical or c in ("reason", "changed")
-                else "long" if c in spec.integer else "double", c, required=False)
-        for c in answer_columns(spec)[1:]
+        ColSpec(types.get(c) or value_type(spec, c), c, required=False) for c in answer_columns(spec)[1:]
     ] + [ColSpec("string", "commitment", required=False), ColSpec("long", "ledger_id", required=False),
          ColSpec("string", "classifier_version"),
          ColSpec("string", "generator_version")]
@@ -156,16 +157,18 @@ def _honour_settings(recording: bool) -> tuple[bool, float]:
 
 @contextmanager
 def _no_ledger():
-    """MLflow calls `predict` on the input example while logging: those rows are not answers to anyone."""
-    before = os.environ.get(LEDGER_SWITCH)
-    os.environ[LEDGER_SWITCH] = "off"
+    """MLflow calls `predict` on the input example while logging: those rows are not answers to anyone, so
+    nothing is recorded and nothing honoured (switched off outright: no warning that honouring needs the ledger)."""
+    before = {k: os.environ.get(k) for k in (LEDGER_SWITCH, HONOUR_SWITCH)}
+    os.environ.update({LEDGER_SWITCH: "off", HONOUR_SWITCH: "off"})
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(LEDGER_SWITCH, None)
-        else:
-            os.environ[LEDGER_SWITCH] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def recourse_artifacts(run_dir: Path, classifier_version: str, generator_version: str, run_id: str) -> dict[str, str]:
@@ -188,7 +191,7 @@ def register_recourse_model(run_id: str, run_dir: Path, example: pd.DataFrame, t
         spec = adapter.genre.spec
         example = example[list(spec.features)].reset_index(drop=True)
         info = mlflow.pyfunc.log_model(
-            name="recourse", python_model=RecourseModel(), artifacts=artifacts, signature=signature(spec),
+            name="recourse", python_model=model_code.RECOURSE, artifacts=artifacts, signature=signature(spec),
             input_example=example, pip_requirements=RECOURSE_REQUIREMENTS,
         )
     tags = {**tags, "classifier_version": classifier_version, "generator_version": generator_version}

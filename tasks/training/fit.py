@@ -44,6 +44,15 @@ def _write_json(path: Path, data) -> None:
     files.write_json(path, data, default=str)
 
 
+def _progress():
+    """Training progress: tqdm's bar on a terminal, else a few summary lines in the run's log."""
+    from prefect import get_run_logger
+
+    from genre.core.progress import is_terminal
+
+    return True if is_terminal() else get_run_logger().info
+
+
 @task(cache_policy=NO_CACHE)
 def snapshot_store(store_dir: Path, spec: DatasetSpec) -> store.Snapshot:
     """Freeze the current store as a content-addressed CSV (its data hash names the version)."""
@@ -71,7 +80,8 @@ def train_classifier(snapshot: Path, spec: DatasetSpec, run_dir: Path, training:
         X = np.vstack([X, encoder.transform(X_anchor)])
         y = np.concatenate([y, extra[spec.target].astype(int).to_numpy()])
         weight = np.concatenate([np.ones(len(X_raw)), extra["__weight__"].to_numpy(dtype=float)])
-    classifier = Classifier(config).fit(X, y, progress=True, sample_weight=weight)
+    # A bar on a terminal; elsewhere (a log file, a worker) a few lines through the run's logger.
+    classifier = Classifier(config).fit(X, y, progress=_progress(), sample_weight=weight)
     classifier.save(run_dir / "classifier.pt")
     _write_json(run_dir / "classifier_history.json", {"config": asdict(config), "loss": classifier.history_,
                                                        "train_rows": len(train)})
@@ -100,12 +110,13 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     # Which recipe, and from where: a tuned file, or the default sized to these rows (and any config overrides).
     changed = sorted(training.generator_model) + sorted(k for k in overrides if k != "seed")
     source = chosen.source + (f"; the pipeline config sets {changed}" if changed else "")
-    get_run_logger().info("generator recipe for '%s': %s; generator %s; training epochs %d, batch %d, patience %s, "
-                          "lr %g, lambda %g", spec.name, source, asdict(model_cfg), train_cfg.epochs,
-                          train_cfg.batch_size, train_cfg.patience, train_cfg.lr, train_cfg.pairs.lam)
+    # The generator's architecture goes to the MLflow run's params (generator.*), not to the console.
+    get_run_logger().info("generator recipe for '%s': %s; training epochs %d, batch %d, patience %s, lr %g, "
+                          "lambda %g", spec.name, source, train_cfg.epochs, train_cfg.batch_size, train_cfg.patience,
+                          train_cfg.lr, train_cfg.pairs.lam)
     X = encoder.transform(X_raw)
     genre = train_generator(X, y, encoder=encoder, classifier=classifier, config=model_cfg, train=train_cfg,
-                            progress=True)
+                            progress=_progress())
     # The robust selection rules' second opinion, fit on the same rows and labels, saved inside the GenRe folder.
     genre = genre.with_second_opinion(SecondOpinion(seed=training.seed).fit(X, y))
     genre.save(run_dir / "genre")

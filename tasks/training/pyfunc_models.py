@@ -6,10 +6,11 @@ column naming the problem instead of failing the whole request.
 """
 from __future__ import annotations
 
-
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from genre.core.datasets import DataError, DatasetSpec, coerce_frame
 from genre.core.encoding import MinMaxEncoder
@@ -20,6 +21,30 @@ PIP_REQUIREMENTS = [
     "torch==2.13.0", "numpy==2.4.6", "pandas==2.3.3", "scikit-learn==1.9.1", "mlflow==3.17.2",
     "pyyaml==6.0.4", "tqdm==4.70.1",
 ]
+
+
+def value_type(spec: DatasetSpec, column: str) -> str:
+    """MLflow type of a feature in an answer: categories as strings, whole-number features as longs."""
+    return "string" if column in spec.categorical else "long" if column in spec.integer else "double"
+
+
+def feature_inputs(spec: DatasetSpec) -> list[ColSpec]:
+    """Every feature as a required `Any` column: the adapters read each row against the spec themselves and
+    mark only an unreadable row (`status`), where MLflow's type check would fail the whole request. Declared,
+    not inferred: an inferred integer column rejects a row with a missing value before `predict` sees it."""
+    return [ColSpec(AnyType(), f) for f in spec.features]
+
+
+def classifier_signature(spec: DatasetSpec) -> ModelSignature:
+    outputs = Schema([ColSpec("double", "probability", required=False), ColSpec("string", "status")])
+    return ModelSignature(inputs=Schema(feature_inputs(spec)), outputs=outputs)
+
+
+def generator_signature(spec: DatasetSpec) -> ModelSignature:
+    outputs = [ColSpec(value_type(spec, f), f, required=False) for f in spec.features]
+    outputs += [ColSpec("double", "probability", required=False), ColSpec("double", "cost", required=False),
+                ColSpec("string", "status")]
+    return ModelSignature(inputs=Schema(feature_inputs(spec)), outputs=Schema(outputs))
 
 
 def _encode_rows(encoder: MinMaxEncoder, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:

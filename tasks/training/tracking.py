@@ -8,14 +8,17 @@ and its tags in one database transaction): no version is ever seen without them.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import mlflow
+import mlflow.data
 import numpy as np
-from mlflow.models import infer_signature
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -23,25 +26,94 @@ from genre.core.datasets import DatasetSpec, split_xy
 from tasks.training import plots
 from tasks.faults import fault_point
 from tasks.liveness import OWNER_TAG, owner_tag
-from tasks.training.pyfunc_models import PIP_REQUIREMENTS, ClassifierModel, GeneratorModel
+from tasks import model_code
+from tasks.training.pyfunc_models import PIP_REQUIREMENTS, classifier_signature, generator_signature
 from tasks.serving.recourse_model import register_recourse_model
 from tasks.registry.client import configure_mlflow
-from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
+from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL, PipelineSettings
 from tasks.data.store import Snapshot
 from tasks.training.fit import split_snapshot
 
 EXAMPLE_ROWS = 5
 
 
-def _log_pyfunc(name: str, model_cls, artifacts: dict[str, str], example):
-    """Log one pyfunc adapter in the active run; its signature comes from the adapter's own answer on `example`."""
-    adapter = model_cls()
-    adapter.load_context(SimpleNamespace(artifacts=artifacts))
+def _log_pyfunc(name: str, code: str, artifacts: dict[str, str], example, signature):
+    """Log one pyfunc adapter in the active run as a model from code (`tasks/model_code`), with its declared
+    signature (see `tasks.training.pyfunc_models.feature_inputs`)."""
     return mlflow.pyfunc.log_model(
-        name=name, python_model=model_cls(), artifacts=artifacts,
-        signature=infer_signature(example, adapter.predict(None, example)), input_example=example,
+        name=name, python_model=code, artifacts=artifacts, signature=signature, input_example=example,
         pip_requirements=PIP_REQUIREMENTS,
     )
+
+
+# Figures of evaluation.json under namespaced metric names: `recourse.cost` beside `classifier.auc`, never a bare
+# `score` (the paper's method score), `n` or `cost`.
+METRIC_NAMES = {
+    "accuracy": "classifier.accuracy", "auc": "classifier.auc", "holdout_rows": "classifier.holdout_rows",
+    "n": "recourse.n_factuals", "cost": "recourse.cost", "cost_median": "recourse.cost_median",
+    "validity": "recourse.validity_oracle", "validity_classifier": "recourse.validity_h",
+    "plausibility": "recourse.plausibility", "score": "recourse.paper_score",
+    "immutable_changed": "recourse.immutable_changed", "categorical_out_of_domain": "recourse.categorical_out_of_domain",
+    "out_of_range": "recourse.out_of_range", "factuals_already_favourable": "recourse.factuals_already_favourable",
+}
+
+
+def metric_name(figure: str) -> str:
+    return METRIC_NAMES.get(figure, f"recourse.{figure}")
+
+
+def _dataset(frame, snapshot: Snapshot, spec: DatasetSpec, part: str):
+    """An MLflow dataset for a part of the store snapshot (its source the snapshot CSV, its digest its content)."""
+    source = get_dataset_source_from_json(json.dumps({"uri": Path(snapshot.path).resolve().as_uri()}), "local")
+    # Whole-number columns described as doubles, MLflow's documented remedy for its "integer column(s)" hint:
+    # a later batch may hold a missing value there, which an integer schema could not describe.
+    ints = frame.select_dtypes("integer").columns
+    frame = frame.astype({c: "float64" for c in ints})
+    return mlflow.data.from_pandas(frame, source=source, name=f"{spec.name}-{snapshot.data_hash}-{part}",
+                                   targets=spec.target)
+
+
+def log_datasets(snapshot: Snapshot, spec: DatasetSpec, settings: PipelineSettings) -> None:
+    """The run's inputs: the snapshot's training rows and its held-out rows (the run page lists both)."""
+    train, held = split_snapshot(snapshot.path, spec, settings.training.holdout_percent)
+    tags = {"data_hash": snapshot.data_hash, "store_rows": str(snapshot.rows)}
+    mlflow.log_input(_dataset(train, snapshot, spec, "train"), context="training", tags=tags)
+    mlflow.log_input(_dataset(held, snapshot, spec, "holdout"), context="evaluation", tags=tags)
+
+
+MODEL_DESCRIPTIONS = {
+    CLASSIFIER_MODEL: "h(x) = P(favourable | applicant), the classifier recourse is made for. Input: a table of the "
+                      "data set's features in their own units; output: probability and a per-row status.",
+    GENERATOR_MODEL: "GenRe's recourse generator (Garg et al., ICLR 2025), trained against the genre-classifier "
+                     "version in its `classifier_version` tag. Input: rejected applicants; output: their recourse "
+                     "in the applicant's units, its probability under h and its cost.",
+    RECOURSE_MODEL: "A classifier/generator pair served as one model (`make serve`): applicants in, a status, the "
+                    "recourse, its cost and the list of changed features out; every answer is recorded in the "
+                    "recourse ledger. Tags name the pair's versions and its gate verdicts.",
+}
+
+
+def describe_versions(snapshot: Snapshot, spec: DatasetSpec, figures: dict, gate_tags: dict, cv: str,
+                      gv: str | None, rv: str | None) -> None:
+    """A description on each registered model (once) and on each new version: its data, figures and verdict."""
+    client = mlflow.MlflowClient()
+    verdict = ("passed every gate" if str(gate_tags.get("gates.passed")) == "True"
+               else "failed a gate: stays challenger")
+    data = f"data set '{spec.name}', store snapshot {snapshot.data_hash} ({snapshot.rows} rows, {snapshot.batches} batches)"
+    h = f"held-out accuracy {figures.get('accuracy', float('nan')):.3f}, AUC {figures.get('auc', float('nan')):.3f}"
+    rec = (f"recourse for {figures.get('n', 0)} rejected held-out rows: cost {figures.get('cost', float('nan')):.3f}, "
+           f"validity {figures.get('validity', float('nan')):.3f} (oracle) / "
+           f"{figures.get('validity_classifier', float('nan')):.3f} (h), plausibility "
+           f"{figures.get('plausibility', float('nan')):.3f}")
+    texts = {CLASSIFIER_MODEL: (cv, f"h trained on {data}; {h}; {verdict}."),
+             GENERATOR_MODEL: (gv, f"generator trained against classifier v{cv} on {data}; {rec}; {verdict}."),
+             RECOURSE_MODEL: (rv, f"classifier v{cv} + generator v{gv} on {data}; {h}; {rec}; {verdict}.")}
+    for model, (version, text) in texts.items():
+        if version is None:
+            continue
+        if not client.get_registered_model(model).description:
+            client.update_registered_model(model, description=MODEL_DESCRIPTIONS[model])
+        client.update_model_version(model, version, description=text)
 
 
 def register(model_uri: str, name: str, tags: dict[str, object]) -> str:
@@ -57,6 +129,28 @@ def start_retrain_run(spec: DatasetSpec, data_hash: str, settings: PipelineSetti
     run = client.create_run(experiment.experiment_id, run_name=f"retrain-{spec.name}-{data_hash}",
                             tags={OWNER_TAG: owner_tag(), "genre.kind": "retrain"})
     return run.info.run_id
+
+
+SYSTEM_METRICS_SECONDS = "GENRE_SYSTEM_METRICS_SECONDS"  # sampling interval (default 10 s; 0: off)
+
+
+@contextmanager
+def system_metrics(run_id: str, settings: PipelineSettings):
+    """MLflow's system metrics (CPU, memory, disk, network, every GENRE_SYSTEM_METRICS_SECONDS) into the run
+    while the body runs."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    interval = float(os.environ.get(SYSTEM_METRICS_SECONDS, "10") or 0)
+    if interval <= 0:
+        yield
+        return
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not its start/stop lines, each run
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, tracking_uri=settings.mlflow_uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 @task(cache_policy=NO_CACHE)
@@ -104,14 +198,15 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, setti
             params["generator_recipe.source"] = gen_hist.get("recipe_source", "unknown")
             mlflow.set_tag("genre.recipe_source", gen_hist.get("recipe_source", "unknown"))
         mlflow.log_params(params)
-        mlflow.log_metrics({k: float(v) for k, v in figures.items()
+        log_datasets(snapshot, spec, settings)
+        mlflow.log_metrics({metric_name(k): float(v) for k, v in figures.items()
                             if isinstance(v, (int, float)) and not math.isnan(float(v))})
         for step, loss in enumerate(clf_hist["loss"]):
-            mlflow.log_metric("classifier_loss", loss, step=step)
+            mlflow.log_metric("classifier.train_loss", loss, step=step)
         figs = [("loss_curve.png", plots.loss_curves(clf_hist["loss"], gen_hist["history"] if gen_hist else None))]
         if gen_hist:
             for step, (tr, va) in enumerate(zip(gen_hist["history"]["train_loss"], gen_hist["history"]["val_loss"])):
-                mlflow.log_metrics({"generator_train_loss": tr, "generator_val_loss": va}, step=step)
+                mlflow.log_metrics({"generator.train_loss": tr, "generator.val_loss": va}, step=step)
             rec = np.load(run_dir / "recourse.npz")
             figs.append(("cost_validity.png", plots.cost_validity(rec["cost"], rec["h"], rec["oracle"])))
         for name, fig in figs:
@@ -125,11 +220,12 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, setti
 
         applicants, factuals = _examples(snapshot, spec, run_dir, settings)
         clf_artifacts = {"classifier": str(run_dir / "classifier.pt"), "encoder": str(run_dir / "encoder.json")}
-        clf_info = _log_pyfunc("classifier", ClassifierModel, clf_artifacts, applicants)
+        clf_info = _log_pyfunc("classifier", model_code.CLASSIFIER, clf_artifacts, applicants,
+                               classifier_signature(spec))
         gen_info = None
         if gen_hist:
             gen_artifacts = {"genre": str(run_dir / "genre"), "sampling": str(run_dir / "sampling.json")}
-            gen_info = _log_pyfunc("generator", GeneratorModel, gen_artifacts, factuals)
+            gen_info = _log_pyfunc("generator", model_code.GENERATOR, gen_artifacts, factuals, generator_signature(spec))
         common = {"dataset": spec.name, "data_hash": snapshot.data_hash, "run_id": run.info.run_id}
         cv = register(clf_info.model_uri, CLASSIFIER_MODEL, common | gate_tags | {
             "training_data": str(snapshot.path), "store_rows": snapshot.rows})
@@ -138,5 +234,6 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, setti
         if gen_info is not None:
             gv = register(gen_info.model_uri, GENERATOR_MODEL, common | gate_tags | {"classifier_version": cv})
             # The pair served as one model (issue 5): registered with it, promoted with it (move_champion).
-            rv = register_recourse_model(run.info.run_id, run_dir, factuals, common, cv, gv)
+            rv = register_recourse_model(run.info.run_id, run_dir, factuals, common | gate_tags, cv, gv)
+        describe_versions(snapshot, spec, figures, gate_tags, cv, gv, rv)
     return {"run_id": run.info.run_id, "classifier_version": cv, "generator_version": gv, "recourse_version": rv}

@@ -21,9 +21,10 @@ from genre.core.datasets import get_spec, load_split, split_xy
 from genre.core.encoding import MinMaxEncoder
 from genre.core.generator import GeneratorConfig
 from genre.core.train_generator import TrainConfig, train_generator
+from tasks import model_code
 from tasks.registry import client as registry
 from tasks.ledger.db import Ledger
-from tasks.training.pyfunc_models import PIP_REQUIREMENTS, ClassifierModel, GeneratorModel
+from tasks.training.pyfunc_models import PIP_REQUIREMENTS
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 
 # Two tiny pairs are trained once for the module (about a minute on a busy 2-core machine).
@@ -80,12 +81,12 @@ def _register(pair, dataset_dir: Path, settings: PipelineSettings) -> tuple[str,
     (dataset_dir / "sampling.json").write_text(json.dumps({"k": 10, "temperature": 0.1, "select": "max_prob"}))
     with mlflow.start_run():
         clf = mlflow.pyfunc.log_model(
-            name="classifier", python_model=ClassifierModel(), pip_requirements=PIP_REQUIREMENTS,
+            name="classifier", python_model=model_code.CLASSIFIER, pip_requirements=PIP_REQUIREMENTS,
             artifacts={"classifier": str(dataset_dir / "classifier.pt"), "encoder": str(dataset_dir / "encoder.json")},
             registered_model_name=CLASSIFIER_MODEL,
         )
         gen = mlflow.pyfunc.log_model(
-            name="generator", python_model=GeneratorModel(), pip_requirements=PIP_REQUIREMENTS,
+            name="generator", python_model=model_code.GENERATOR, pip_requirements=PIP_REQUIREMENTS,
             artifacts={"genre": str(dataset_dir / "genre"), "sampling": str(dataset_dir / "sampling.json")},
             registered_model_name=GENERATOR_MODEL,
         )
@@ -200,6 +201,52 @@ def test_monitor_runs_once_per_new_champion(pipeline, tmp_path):
     assert float(tags["monitoring.drift_share"]) == pytest.approx(second["data_drift"]["drift_share"])
     history = Ledger().validity_history(CLASSIFIER_MODEL)
     assert history["monitored_version"].tolist() == [c1, c2]
+    # Each report says which versions (and their dates) it compares, on the page and in its JSON.
+    drift_title = json.loads((out / "data_drift.json").read_text())["title"]
+    assert drift_title.startswith(f"Data drift: training data of classifier v{c2} (store ")
+    assert f"vs classifier v{c1} (store " in drift_title and "registered 20" in drift_title
+    assert f"<title>{drift_title}</title>" in (out / "data_drift.html").read_text()
+    assert json.loads((out / "prediction_drift.json").read_text())["title"].startswith(f"Prediction drift: h of classifier v{c2}")
+    # Two columns drifted: the headline says so and the notification block was told.
+    assert "age" in second["headline"] and "priors_count" in second["headline"]
+    alerts = [json.loads(line) for line in (settings.home / "alerts.jsonl").read_text().splitlines()]
+    drift_alerts = [a for a in alerts if a["subject"] == f"[genre] drift: compas: classifier v{c2} vs v{c1}"]
+    assert len(drift_alerts) == 1 and second["data_drift"]["headline"] in drift_alerts[0]["body"]
+
+
+def test_monitoring_publishes_its_headline_and_report_links_as_prefect_artifacts(pipeline):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.monitor import poll_champion
+
+    settings, versions = pipeline
+    summary = poll_champion()
+    c1 = versions[0][0]
+
+    async def latest(key):  # the harness's server outlives the module's tests: the newest of the key's versions
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        return max(found, key=lambda a: a.created)
+
+    headline = asyncio.run(latest(f"monitoring-compas-v{c1}"))
+    assert headline.type == "markdown" and summary["headline"] in headline.data
+    link = asyncio.run(latest(f"report-recourse-compas-v{c1}"))
+    assert Path(summary["recourse"]["files"]["html"]).resolve().as_uri() in link.data
+
+
+def test_a_monitor_run_with_no_champion_says_so(tmp_path, monkeypatch, prefect_harness, caplog):
+    from flows.monitor import monitor
+
+    monkeypatch.setenv("GENRE_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}")
+    monkeypatch.delenv("GENRE_LEDGER_URL", raising=False)
+    monkeypatch.delenv("GENRE_PIPELINE_CONFIG", raising=False)
+    with caplog.at_level("INFO"):
+        assert monitor()["status"] == "no_champion"
+    assert "genre-classifier@champion" in caplog.text and "nothing to monitor" in caplog.text
 
 
 def test_poll_catches_an_alias_moved_with_mlflow_client(pipeline, tmp_path):

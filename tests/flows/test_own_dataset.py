@@ -63,6 +63,9 @@ def test_make_run_story_on_a_spec_file(tmp_path, prefect_harness, pipeline_home,
         home = next(p for p in stories if p.is_dir())
         out = json.loads((home / "summary.json").read_text())
         assert out["dataset"] == NAME and f"genre pipeline: {NAME}" in printed
+        # The corrupted batch was announced through the alert log, and the summary says where to look.
+        assert "alerts sent (quarantine, drift, failures)" in printed and "prefect artifact ls" in printed
+        assert any('"[genre] quarantine:' in line for line in (home / "alerts.jsonl").read_text().splitlines())
         # The spec is kept under the story's folder, with absolute data paths; the contract is built there too.
         kept = json.loads((home / "specs" / f"{NAME}.json").read_text())
         assert kept["train_file"] == str((tmp_path / "elsewhere" / "data" / "mine-train.csv").resolve())
@@ -114,3 +117,5 @@ def test_make_run_story_on_a_spec_file(tmp_path, prefect_harness, pipeline_home,
         assert set(answers["classifier_version"]) == {str(out["champion_after_corrupt"][0])}
         for f in ("age", "priors_count", "length_of_stay"):
             assert answered[f].str.fullmatch(WHOLE).all(), answered[f].head()
+        # `changed` is written as a JSON array of feature names, not a Python list's repr.
+        assert all(isinstance(json.loads(c), list) for c in answered["changed"])

@@ -8,6 +8,7 @@ are fine) but the classifier trained on it fails its AUC gate, so the pair stays
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -31,8 +32,12 @@ GATES = {"auc_margin": 0.02, "auc_floor": 0.65, "validity_floor": 0.7, "validity
 def pipeline(tmp_path_factory, prefect_harness, pipeline_home):
     """A fresh GENRE_HOME and a tiny-training config for the module's flows."""
     home = tmp_path_factory.mktemp("genre-home")
-    with pipeline_home(home, GATES):
-        yield PipelineSettings.from_env()
+    os.environ["GENRE_SYSTEM_METRICS_SECONDS"] = "1"  # tiny trainings: sample often enough to see some
+    try:
+        with pipeline_home(home, GATES):
+            yield PipelineSettings.from_env()
+    finally:
+        del os.environ["GENRE_SYSTEM_METRICS_SECONDS"]
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +100,67 @@ def test_happy_path_registers_and_promotes_a_tagged_pair(pipeline, first_pair, t
     assert scored["probability"][0] == pytest.approx(float(classifier.predict_proba(encoder.transform(
         train.iloc[[1200]][list(SPEC.features)]))[0]))
     run = MlflowClient(pipeline.mlflow_uri).get_run(clf_tags["run_id"])
-    assert {"auc", "accuracy", "cost", "validity", "plausibility"} <= set(run.data.metrics)
+    assert {"classifier.auc", "classifier.accuracy", "recourse.cost", "recourse.validity_oracle",
+            "recourse.plausibility", "recourse.paper_score", "recourse.n_factuals"} <= set(run.data.metrics)
+    assert not {"auc", "cost", "score", "n"} & set(run.data.metrics)  # namespaced: no bare names side by side
     artifacts = {a.path for a in MlflowClient(pipeline.mlflow_uri).list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {"plots/loss_curve.png", "plots/cost_validity.png"}
+
+
+def test_the_run_lists_its_datasets_and_the_registry_describes_each_version(pipeline, first_pair):
+    from tasks.settings import RECOURSE_MODEL
+
+    _, result = first_pair
+    client = MlflowClient(pipeline.mlflow_uri)
+    run = client.get_run(result["run_id"])
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {f"compas-{result['data_hash']}-train", f"compas-{result['data_hash']}-holdout"}
+    train_input = inputs[f"compas-{result['data_hash']}-train"]
+    assert {t.key: t.value for t in train_input.tags}["mlflow.data.context"] == "training"
+    assert json.loads(train_input.dataset.profile)["num_rows"] + json.loads(
+        inputs[f"compas-{result['data_hash']}-holdout"].dataset.profile)["num_rows"] == 800
+    assert json.loads(train_input.dataset.source)["uri"].endswith(".csv")
+    # Opened before training, so its span covers it; MLflow's system metrics were sampled meanwhile.
+    assert run.info.start_time < run.info.end_time and run.info.status == "FINISHED"
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
+    # The experiment opens on MLflow 3's model-training view, not the GenAI one.
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    for model, version in ((CLASSIFIER_MODEL, result["classifier_version"]),
+                           (GENERATOR_MODEL, result["generator_version"]), (RECOURSE_MODEL, result["recourse_version"])):
+        assert client.get_registered_model(model).description
+        described = client.get_model_version(model, version)
+        assert result["data_hash"] in described.description and "passed every gate" in described.description
+        # Every version of the pair, the served genre-recourse included, carries the gate verdicts.
+        assert described.tags["gates.passed"] == "True"
+        assert {f"gate.{g['name']}.verdict" for g in result["gates"]} <= set(described.tags)
+    # Logged as models from code (no CloudPickle of the adapter): the MLmodel names the code file.
+    local = mlflow.artifacts.download_artifacts(f"models:/{CLASSIFIER_MODEL}/{result['classifier_version']}")
+    mlmodel = (Path(local) / "MLmodel").read_text()
+    assert "classifier.py" in mlmodel and "python_model.pkl" not in mlmodel
+
+
+def test_each_retrain_publishes_its_gate_table_and_mlflow_link(pipeline, first_pair):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    _, result = first_pair
+    cv = result["classifier_version"]
+
+    async def read(key):  # the session's Prefect server also holds other modules' retrains: keep this one's
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        return [a for a in found if result["run_id"] in (a.description or "")]
+
+    import asyncio
+
+    (table,) = asyncio.run(read(f"gate-table-compas-v{cv}"))
+    assert table.type == "table" and table.flow_run_id is not None
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["gate"] for r in rows] == [g["name"] for g in result["gates"]]
+    assert all(r["verdict"] == "pass" for r in rows)
+    (link,) = asyncio.run(read(f"mlflow-run-compas-v{cv}"))
+    assert result["run_id"] in link.data and link.data.startswith("[MLflow run of")  # Prefect stores a link as markdown
 
 
 def test_reingesting_the_same_file_is_a_no_op(pipeline, first_pair, train):
@@ -136,6 +199,19 @@ def test_bad_batch_is_quarantined_nothing_trains_and_champion_is_unchanged(pipel
     assert store.manifest(pipeline.store(SPEC.name)) == manifest
     assert registry.champion_versions(pipeline) == champion
     assert _versions(pipeline, CLASSIFIER_MODEL) == versions and sorted(pipeline.runs.iterdir()) == runs
+    # The notification block (default: the alert log under GENRE_HOME) was told, with the root cause.
+    alerts = [json.loads(line) for line in (pipeline.home / "alerts.jsonl").read_text().splitlines()]
+    (alert,) = [a for a in alerts if "batch-bad.csv" in a["subject"]]
+    assert alert["subject"] == "[genre] quarantine: batch-bad.csv quarantined (compas)"
+    assert outcome["reason"] in alert["body"] and str(quarantined) in alert["body"]
+
+
+def test_an_ingest_with_nothing_to_do_says_so(pipeline, first_pair, caplog):
+    from flows.ingest import ingest
+
+    with caplog.at_level("INFO"):
+        assert ingest(dataset=SPEC.name) == []
+    assert "nothing to ingest" in caplog.text
 
 
 def test_classifier_on_shuffled_labels_fails_its_gate_and_is_not_promoted(pipeline, first_pair, train):

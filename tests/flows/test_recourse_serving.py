@@ -142,7 +142,7 @@ def test_pyfunc_answers_a_dataframe_and_every_row_lands_in_the_ledger(served, re
     assert out["status"][5] == "invalid_input" and "'age'" in out["reason"][5] and "abc" in out["reason"][5]
     ok = out[out["status"] == "ok"]
     assert (ok["probability"].astype(float) > 0.5).all() and (ok["cost"].astype(float) > 0).all()
-    assert all(isinstance(json.loads(c), list) for c in ok["changed"])
+    assert all(isinstance(c, list) and all(f in FEATURES for f in c) for c in ok["changed"])
     assert (ok["classifier_version"] == result["classifier_version"]).all()
     # Every answered row is recorded; the ok ones also as issued recourse that monitoring re-judges.
     answers = ServingLedger(ledger_url(settings.home)).answers()
@@ -249,6 +249,8 @@ def test_http_answers_valid_recourse_and_a_clear_error_for_a_bad_row(served, rej
     assert "'length_of_stay'" in answers["reason"][3] and "99999" in answers["reason"][3]
     ok = answers[answers["status"] == "ok"]
     assert len(ok) >= 1 and (ok["probability"] > 0.5).all()
+    # `changed` is a JSON array in the answer, not a string holding one.
+    assert all(isinstance(c, list) and c and set(c) <= set(FEATURES) for c in ok["changed"])
     # The same rows in-process give the same answers (each row's random numbers come from its own values).
     direct = _model().predict(people)
     for f in [*FEATURES, "status", "changed", "cost"]:

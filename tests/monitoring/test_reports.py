@@ -56,6 +56,28 @@ def test_a_real_shift_is_reported_as_drift(compas_train):
     assert summary["drift_share"] == pytest.approx(summary["drifted_count"] / (SPEC.d + 1))
 
 
+def test_failed_column_tests_under_the_dataset_threshold_are_said_in_the_headline(compas_train):
+    # Two of eight columns drift: Evidently's dataset verdict is "not detected", the headline must not hide them.
+    shifted = compas_train.copy()
+    shifted["age"] = shifted["age"] + 12
+    shifted["priors_count"] = shifted["priors_count"] * 2 + 1
+    summary = drift_summary(build_data_drift_report(reference=compas_train, current=shifted, spec=SPEC))
+    assert summary["dataset_drift"] is False and summary["drifted_count"] == 2
+    assert summary["headline"].startswith("Dataset drift not detected")
+    assert "2 column test(s) FAILED: age, priors_count" in summary["headline"]
+    none = drift_summary(build_data_drift_report(reference=compas_train, current=compas_train.copy(), spec=SPEC))
+    assert none["headline"] == f"No drift: none of the {SPEC.d + 1} columns drifted"
+
+
+def test_a_report_page_is_titled_with_what_it_compares(compas_train, tmp_path):
+    title = "Data drift: classifier v2 (store ab12, 2026-11-29) vs v1 (store cd34, 2026-11-28)"
+    snapshot = build_data_drift_report(reference=compas_train, current=compas_train.copy(), spec=SPEC, name=title)
+    paths = save_report(snapshot, tmp_path, "data_drift", title=title, subtitle="the training tables")
+    page = open(paths["html"]).read()
+    assert f"<title>{title}</title>" in page and f">{title}</h1>" in page and "the training tables" in page
+    assert json.loads(open(paths["json"]).read())["title"] == title
+
+
 def test_two_halves_of_the_same_split_do_not_drift(compas_train):
     summary = drift_summary(
         build_data_drift_report(reference=compas_train.iloc[:600], current=compas_train.iloc[600:], spec=SPEC)
@@ -69,14 +91,23 @@ def test_a_table_missing_a_feature_is_refused(compas_train):
 
 
 def test_prediction_drift_same_model_has_no_flips(tmp_path):
-    scores = pd.DataFrame({"score": np.random.default_rng(0).random(400)})
+    scores = pd.DataFrame({"h_probability": np.random.default_rng(0).random(400)})
     snapshot = build_prediction_drift_report(reference=scores, current=scores.copy())
     summary = prediction_summary(snapshot)
     assert summary["decision_flip_share"] == 0.0
-    assert summary["score_drifted"] is False
-    assert summary["mean_accepted"] == pytest.approx(float((scores["score"] > 0.5).mean()))
+    assert summary["h_drifted"] is False
+    assert summary["acceptance_rate"] == pytest.approx(float((scores["h_probability"] > 0.5).mean()))
     paths = save_report(snapshot, tmp_path, "prediction_drift")
-    assert {"ValueDrift", "MeanValue", "DecisionFlipShare"} <= _metric_types(paths["json"])
+    assert {"ValueDrift", "MeanValue", "CategoryCount", "UniqueValueCount", "DecisionFlipShare"} <= _metric_types(paths["json"])
+
+
+def test_the_decision_is_categorical_counted_per_value_not_a_one_bin_histogram():
+    h = np.random.default_rng(2).random(500)
+    result = build_prediction_drift_report(reference=pd.DataFrame({"h_probability": h}),
+                                           current=pd.DataFrame({"h_probability": h})).dict()
+    (counts,) = [m for m in result["metrics"] if m["config"]["type"].endswith(":UniqueValueCount")]
+    assert counts["config"]["column"] == "decision"
+    assert counts["value"]["counts"] == {"accepted": float((h > 0.5).sum()), "rejected": float((h <= 0.5).sum())}
 
 
 def test_prediction_drift_sees_a_model_that_accepts_more():
@@ -84,9 +115,10 @@ def test_prediction_drift_sees_a_model_that_accepts_more():
     old = rng.random(400)
     new = np.clip(old + 0.3, 0, 1)
     summary = prediction_summary(
-        build_prediction_drift_report(reference=pd.DataFrame({"score": old}), current=pd.DataFrame({"score": new}))
+        build_prediction_drift_report(reference=pd.DataFrame({"h_probability": old}),
+                                      current=pd.DataFrame({"h_probability": new}))
     )
-    assert summary["score_drifted"] is True
+    assert summary["h_drifted"] is True
     assert summary["decision_flip_share"] == pytest.approx(float(np.mean((old > 0.5) != (new > 0.5))))
     assert summary["decision_flip_share"] > 0.2
 

@@ -79,3 +79,34 @@ def test_bad_n_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--dataset", "compas", "--n", "some"])
     assert "--n must be a positive integer or 'all'" in capsys.readouterr().err
+
+
+def test_version_prints_the_package_version(capsys):
+    from genre import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"genre {__version__}"
+
+
+def test_help_shows_defaults_and_the_method_names(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: nnr,wachter)" in text and "(default: 200)" in text
+    assert all(name in text for name in ("genre-best", "nnr", "wachter"))
+    with pytest.raises(SystemExit):
+        cli.main(["issue-recourse", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "applicants" in text and "(default: compas)" in text and "(default: 0)" in text
+
+
+def test_top_level_help_lists_every_command_without_loading_them():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom genre.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in ('torch', 'pandas', 'mlflow', 'prefect') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert all(name in out for name in cli.SUBCOMMANDS)
+    assert "LOADED []" in out  # no subcommand module (and none of its heavy imports) for the top-level help
