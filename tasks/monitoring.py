@@ -21,17 +21,19 @@ from monitoring.reports import (
 )
 from tasks.ledger_db import Ledger
 from tasks.liveness import OWNER_TAG, owner_tag
+from tasks.retry import transient_only
+from tasks.settings import is_remote
 
 MONITOR_EXPERIMENT = "genre-monitoring"
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def claim_version(ledger_url: str, model_name: str, version: str) -> bool:
     """Claim a classifier version for monitoring; False if it was monitored (or is being monitored) already."""
     return _with_ledger(ledger_url, lambda ledger: ledger.claim(model_name, version))
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def release_version(ledger_url: str, model_name: str, version: str) -> None:
     """Give an unfinished claim back so that the next poll retries the version."""
     _with_ledger(ledger_url, lambda ledger: ledger.release(model_name, version))
@@ -44,18 +46,12 @@ def previous_version(ledger_url: str, model_name: str, dataset: str) -> str | No
 
 
 @task(cache_policy=NO_CACHE)
-def issued_recourse(ledger_url: str, dataset: str) -> pd.DataFrame:
-    """Every recourse issued for a data set."""
-    return _with_ledger(ledger_url, lambda ledger: ledger.entries(dataset))
-
-
-@task(cache_policy=NO_CACHE)
 def validity_history(ledger_url: str, model_name: str, dataset: str) -> pd.DataFrame:
     """Ledger validity of every earlier monitoring run of a data set (for the plot)."""
     return _with_ledger(ledger_url, lambda ledger: ledger.validity_history(model_name, dataset))
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def finish_version(ledger_url: str, model_name: str, version: str, dataset: str, report_dir: str,
                    run_id: str | None, validity: dict[str, tuple[int, float]]) -> None:
     """Mark the version monitored, with its ledger validity by issuing version."""
@@ -97,12 +93,6 @@ def audit_recourse(genre, new: tuple[Classifier, MinMaxEncoder], train: pd.DataF
 
 
 @task(cache_policy=NO_CACHE)
-def judge_ledger(entries: pd.DataFrame, new: tuple[Classifier, MinMaxEncoder]) -> pd.DataFrame:
-    """Each issued recourse judged again by the new champion: issued_by, still_valid."""
-    return inputs.ledger_still_valid(entries, *new)
-
-
-@task(cache_policy=NO_CACHE)
 def recourse_report(reference: pd.DataFrame | None, audit_frame: pd.DataFrame, judged: pd.DataFrame,
                     thresholds: RecourseThresholds, out_dir: Path) -> dict:
     """Recourse report (validity, cost, plausibility, ledger still valid by version); figures and paths."""
@@ -132,15 +122,17 @@ def plot_validity(history: pd.DataFrame, version: str, validity: dict[str, tuple
     return export.plot_ledger_validity(together, out_dir / "ledger_validity.png")
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, out_dir: Path) -> str:
     """Log the reports, the plot and the headline figures to MLflow; returns the run id."""
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     if client.get_experiment_by_name(MONITOR_EXPERIMENT) is None:
         try:
-            # Artifacts under GENRE_HOME beside the pipeline's, never in a ./mlruns of the working directory.
-            client.create_experiment(MONITOR_EXPERIMENT, artifact_location=Path(artifact_root).resolve().as_uri())
+            # Artifacts under GENRE_HOME beside the pipeline's, never in a ./mlruns of the working directory;
+            # a tracking server (`make up`) keeps them itself (proxied artifacts).
+            location = None if is_remote(tracking_uri) else Path(artifact_root).resolve().as_uri()
+            client.create_experiment(MONITOR_EXPERIMENT, artifact_location=location)
         except mlflow.exceptions.MlflowException:
             pass  # created meanwhile by another process
     mlflow.set_experiment(MONITOR_EXPERIMENT)

@@ -45,7 +45,7 @@ def configure_mlflow(settings: PipelineSettings | None = None) -> MlflowClient:
     client = MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
     if client.get_experiment_by_name(settings.experiment) is None:
         try:
-            client.create_experiment(settings.experiment, artifact_location=settings.artifact_root.as_uri())
+            client.create_experiment(settings.experiment, artifact_location=settings.artifact_location)
         except MlflowException:
             pass  # created meanwhile by another process
     mlflow.set_experiment(settings.experiment)
