@@ -8,7 +8,9 @@ The stack is started once for the module on free loopback ports under a temporar
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -41,13 +43,12 @@ def _free_ports(n: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, pipeline_home, prefect_harness):
+def stack(pipeline_home, prefect_harness):
     """The stack up, with this process pointed at it (MLflow, ledger; Prefect stays the test harness)."""
-    root = tmp_path_factory.mktemp("services-home")
-    os.chmod(root, 0o755)  # the postgres user must reach its data directory
-    for parent in root.parents:
-        if str(parent).startswith(("/tmp", "/var/tmp")) and parent != Path("/"):
-            os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    # Not under pytest's own temp root: that is private to root (0700), and the postgres user must reach
+    # its data directory.
+    root = Path(tempfile.mkdtemp(prefix="genre-services-"))
+    os.chmod(root, 0o755)
     pg, ml, pf = _free_ports(3)
     st = services.Stack(root / "services", pg, ml, pf)
     try:
@@ -62,6 +63,7 @@ def stack(tmp_path_factory, pipeline_home, prefect_harness):
                     os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     finally:
         services.down(st)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _sql(st: services.Stack, db: str, query: str) -> list[tuple]:
