@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "docs" / "deploy" / "story.json"))
     args = parser.parse_args()
     home = Path(args.home).resolve()
+    os.environ.setdefault("GENRE_DATA_DIR", str(REPO.parent / "shared" / "data" / "cf-data"))
     env = dict(os.environ) | {"GENRE_HOME": str(home), "GENRE_DASK_CLUSTER": "local", "GENRE_DASK_WORKERS": "2",
                               "GENRE_PG_PORT": "55433", "GENRE_MLFLOW_PORT": "55001", "PREFECT_PORT": "54201",
                               "OMP_NUM_THREADS": "1"}
@@ -139,7 +140,8 @@ def main() -> int:
 
     sh(["make", "down"], env, "make down", steps)
     time.sleep(2)
-    left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and str(home) in _cmdline(p)]
+    left = [_cmdline(p) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and int(p.name) != os.getpid() and str(home) in _cmdline(p)]
     result = {"applicants": args.applicants, "load_before": [round(x, 2) for x in load],
               "load_after": [round(x, 2) for x in os.getloadavg()], "steps": steps, "processes_left": left}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,8 @@ def down(home: Path) -> list[str]:
 
 
 def paste_lines(env: dict) -> str:
-    keys = ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI", "GENRE_HOME", "GENRE_LEDGER_URL", "PGPASSFILE")
+    keys = ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI", "GENRE_HOME", "GENRE_LEDGER_URL", "PGPASSFILE",
+            "GENRE_SERVICES")
     return "\n".join(f"export {k}={env[k]}" for k in keys if env.get(k))
 
 
@@ -113,7 +114,7 @@ def up(home: Path, port: int, dataset: str, stack: str = "auto") -> None:
     from genre.datasets import is_spec_path
     from tasks.specs import resolve_spec
 
-    svc = services.Stack.from_env(home / "services")
+    svc = services.Stack.from_env()
     use_services = stack == "services" or (stack == "auto" and (svc.folder / "env.sh").exists()
                                            and services._prefect_pid(svc) and procs.alive(services._prefect_pid(svc), None))
     if is_spec_path(dataset):  # the worker runs in the repository: give it the file's absolute path

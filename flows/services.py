@@ -9,7 +9,9 @@ Each service is started and stopped with its own tool where it has one: PostgreS
 `postgres` user when run as root: `initdb` refuses root), the Prefect server with `prefect server start
 --background` / `prefect server stop`; the MLflow server by pid file (`flows.procs`). The database password is
 generated once into `services/postgres/pgpass` (mode 600, libpq's password file): no URI carries it, every
-client finds it through `PGPASSFILE`. Ports: GENRE_PG_PORT (5432), GENRE_MLFLOW_PORT (5000), PREFECT_PORT (4200).
+client finds it through `PGPASSFILE`. Ports: GENRE_PG_PORT (5432), GENRE_MLFLOW_PORT (5000), PREFECT_PORT (4200). The stack's folder is
+GENRE_SERVICES when set (its env lines set it, so `make down` finds it from a pasted shell), else
+`<GENRE_HOME>/services`.
 """
 from __future__ import annotations
 
@@ -43,7 +45,9 @@ class Stack:
 
     @classmethod
     def from_env(cls, folder: Path | None = None) -> "Stack":
-        return cls(Path(folder or root_home() / "services").resolve(),
+        """GENRE_SERVICES (set by the stack's env lines), else `<GENRE_HOME>/services`."""
+        folder = folder or os.environ.get("GENRE_SERVICES") or root_home() / "services"
+        return cls(Path(folder).resolve(),
                    int(os.environ.get("GENRE_PG_PORT", 5432)), int(os.environ.get("GENRE_MLFLOW_PORT", 5000)),
                    int(os.environ.get("PREFECT_PORT", 4200)))
 
@@ -74,6 +78,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         """What a flow, `make serve`, `genre recourse` or the Prefect CLI needs to reach the stack."""
         return {
+            "GENRE_SERVICES": str(self.folder),
             "GENRE_HOME": str(self.state),
             "PGPASSFILE": str(self.pgpass),
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.mlflow_port}",
