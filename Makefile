@@ -76,9 +76,10 @@ stop:
 
 # The services stack on 127.0.0.1: PostgreSQL 15 (pg_ctl), MLflow tracking server with proxied artifacts and a
 # Prefect server, both on it, and the ledger in it; state under $(GENRE_HOME)/services (default .genre/services).
+# DASK_WORKERS=N also starts a standing Dask scheduler and N worker processes (else each run starts a LocalCluster).
 # `make down` stops the worker and every service; it leaves no process.
 up: venv
-	$(PY) -m flows.services up
+	$(PY) -m flows.services up --dask-workers $(or $(DASK_WORKERS),0)
 
 down:
 	$(PY) -m flows.local_server down

@@ -138,8 +138,9 @@ def up(home: Path, port: int, dataset: str, stack: str = "auto") -> None:
         server = start_server(home, port, env)
         print(f"Prefect server (pid {server}) on SQLite at http://127.0.0.1:{port}")
     result = deploy_all(env)
-    print(result.stdout[-3000:])
+    print("\n".join(line.strip("│ ") for line in result.stdout.splitlines() if "successfully created" in line))
     if result.returncode != 0:
+        print(result.stdout[-3000:])
         print(result.stderr[-3000:], file=sys.stderr)
         if not use_services:
             down(home)

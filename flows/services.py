@@ -1,7 +1,7 @@
 """The services stack (issue 12): PostgreSQL 15, an MLflow tracking server and a Prefect server on it, the
 ledger in it, all on 127.0.0.1, state under `<GENRE_HOME>/services/`.
 
-    python -m flows.services up     # make up
+    python -m flows.services up [--dask-workers N]   # make up [DASK_WORKERS=N]
     python -m flows.services down   # make down: stops every process it started
     python -m flows.services env    # the lines to paste into a shell (also in services/env.sh)
 
@@ -42,6 +42,7 @@ class Stack:
     pg_port: int = 5432
     mlflow_port: int = 5000
     prefect_port: int = 4200
+    dask_port: int = 8786
 
     @classmethod
     def from_env(cls, folder: Path | None = None) -> "Stack":
@@ -49,7 +50,7 @@ class Stack:
         folder = folder or os.environ.get("GENRE_SERVICES") or root_home() / "services"
         return cls(Path(folder).resolve(),
                    int(os.environ.get("GENRE_PG_PORT", 5432)), int(os.environ.get("GENRE_MLFLOW_PORT", 5000)),
-                   int(os.environ.get("PREFECT_PORT", 4200)))
+                   int(os.environ.get("PREFECT_PORT", 4200)), int(os.environ.get("GENRE_DASK_PORT", 8786)))
 
     @property
     def pg_dir(self) -> Path:
@@ -75,9 +76,15 @@ class Stack:
     def db_url(self, db: str, driver: str = "psycopg") -> str:
         return f"postgresql+{driver}://{USER}@127.0.0.1:{self.pg_port}/{db}"
 
+    @property
+    def dask_folder(self) -> Path:
+        return self.folder / "dask"
+
     def env(self) -> dict[str, str]:
         """What a flow, `make serve`, `genre recourse` or the Prefect CLI needs to reach the stack."""
-        return {
+        dask = {"GENRE_DASK_CLUSTER": f"tcp://127.0.0.1:{self.dask_port}"} if procs.running(self.dask_folder,
+                                                                                            "scheduler") else {}
+        return dask | {
             "GENRE_SERVICES": str(self.folder),
             "GENRE_HOME": str(self.state),
             "PGPASSFILE": str(self.pgpass),
@@ -253,6 +260,25 @@ def stop_prefect(stack: Stack) -> str | None:
     return f"Prefect server (pid {pid}) stopped (prefect server stop)"
 
 
+def start_dask(stack: Stack, workers: int) -> str:
+    """A standing Dask cluster: `dask scheduler` and `dask worker --nworkers N --nthreads 1` (pid files)."""
+    if procs.running(stack.dask_folder, "scheduler"):
+        return f"Dask scheduler already running at tcp://127.0.0.1:{stack.dask_port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    env = base_env(stack) | {"OMP_NUM_THREADS": "1"}
+    address = f"tcp://127.0.0.1:{stack.dask_port}"
+    procs.spawn(stack.dask_folder, "scheduler", [dask, "scheduler", "--host", "127.0.0.1", "--port",
+                                                 str(stack.dask_port), "--no-dashboard"], env, cwd=REPO)
+    procs.spawn(stack.dask_folder, "workers", [dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1",
+                                               "--no-dashboard", "--local-directory", str(stack.dask_folder / "work")],
+                env, cwd=REPO)
+    from distributed import Client
+
+    with Client(address, timeout=120) as client:
+        client.wait_for_workers(workers, timeout=180)
+    return f"Dask scheduler at {address} with {workers} worker processes (1 thread each)"
+
+
 # ---- the stack as a whole ---------------------------------------------------------------------
 def write_env(stack: Stack) -> Path:
     path = stack.folder / "env.sh"
@@ -260,10 +286,14 @@ def write_env(stack: Stack) -> Path:
     return path
 
 
-def up(stack: Stack) -> list[str]:
+def up(stack: Stack, dask_workers: int = 0) -> list[str]:
+    """Start what is not running; with `dask_workers`, a standing Dask cluster too (its address goes into the
+    env lines as GENRE_DASK_CLUSTER; without it, each run starts a LocalCluster of its own)."""
     stack.folder.mkdir(parents=True, exist_ok=True)
     stack.state.mkdir(parents=True, exist_ok=True)
     lines = [start_postgres(stack), start_mlflow(stack), start_prefect(stack)]
+    if dask_workers:
+        lines.append(start_dask(stack, dask_workers))
     write_env(stack)
     return lines
 
@@ -271,8 +301,8 @@ def up(stack: Stack) -> list[str]:
 def down(stack: Stack) -> list[str]:
     """Worker, Dask, Prefect, MLflow, then PostgreSQL; each line says what stopped."""
     lines = []
-    for name in ("worker", "dask-worker-1", "dask-worker-2", "dask-scheduler"):
-        line = procs.stop(stack.prefect_home, name, (signal.SIGINT, signal.SIGTERM))
+    for folder, name in ((stack.prefect_home, "worker"), (stack.dask_folder, "workers"), (stack.dask_folder, "scheduler")):
+        line = procs.stop(folder, name, (signal.SIGINT, signal.SIGTERM))
         lines += [line] if line else []
     for line in (stop_prefect(stack), procs.stop(stack.folder / "mlflow", "server", (signal.SIGTERM,)),
                  stop_postgres(stack)):
@@ -283,10 +313,13 @@ def down(stack: Stack) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "env"])
+    parser.add_argument("--dask-workers", type=int, default=int(os.environ.get("DASK_WORKERS") or 0),
+                        help="also start a standing Dask scheduler and this many worker processes (default 0: "
+                             "each run starts a LocalCluster)")
     args = parser.parse_args(argv)
     stack = Stack.from_env()
     if args.command == "up":
-        for line in up(stack):
+        for line in up(stack, args.dask_workers):
             print(line, flush=True)
         print(f"\nthe stack's variables are in {stack.folder / 'env.sh'}; `make deploy` deploys the flows to it")
     elif args.command == "down":

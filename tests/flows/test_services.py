@@ -1,7 +1,8 @@
 """The services stack (issue 12) for real: PostgreSQL 15 started with pg_ctl, an MLflow tracking server on it
 with proxied artifacts, a Prefect server on it, the ledger in it; a tiny pair trained and promoted through
 the real ingest and retrain flows against those URIs; 10,000 applicants answered in this process and on a
-real Dask LocalCluster of two worker processes, with identical answers; `down` leaves no process.
+real Dask LocalCluster of two worker processes and on a standing `dask scheduler` + `dask worker` pair reached
+by address, with identical answers; `down` leaves no process.
 
 The stack is started once for the module on free loopback ports under a temporary GENRE_HOME.
 """
@@ -49,10 +50,10 @@ def stack(pipeline_home, prefect_harness):
     # its data directory.
     root = Path(tempfile.mkdtemp(prefix="genre-services-"))
     os.chmod(root, 0o755)
-    pg, ml, pf = _free_ports(3)
-    st = services.Stack(root / "services", pg, ml, pf)
+    pg, ml, pf, dk = _free_ports(4)
+    st = services.Stack(root / "services", pg, ml, pf, dk)
     try:
-        services.up(st)
+        services.up(st, dask_workers=2)  # a standing scheduler + 2 workers, reached by address
         with pipeline_home(st.state, GATES):
             saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "GENRE_LEDGER_URL", "PGPASSFILE")}
             os.environ.update({k: st.env()[k] for k in saved})
@@ -133,14 +134,21 @@ def test_partitions_on_two_dask_workers_answer_exactly_as_one_process(stack, cha
     many = issue_recourse(str(applicants), dataset=SPEC.name, out=str(tmp_path / "many.csv"), partition_rows=2_000,
                           cluster="local", workers=2)
     assert many["engine"] == "local" and many["workers"] == 2 and many["partitions"] == 5
+    address = stack.env()["GENRE_DASK_CLUSTER"]
+    standing = issue_recourse(str(applicants), dataset=SPEC.name, out=str(tmp_path / "standing.csv"),
+                              partition_rows=3_000, cluster=address)
+    assert standing["engine"] == address and standing["partitions"] == 4
     a, b = pd.read_csv(tmp_path / "one.csv", dtype=str), pd.read_csv(tmp_path / "many.csv", dtype=str)
+    c = pd.read_csv(tmp_path / "standing.csv", dtype=str)
+    pd.testing.assert_frame_equal(a.drop(columns="ledger_id"), c.drop(columns="ledger_id"))
     assert len(a) == N_APPLICANTS and 0 < one["issued"] <= one["rejected"] < N_APPLICANTS
     assert (a["status"] == "recourse_issued").sum() == one["issued"] == many["issued"]
     # Every column of every row the same, down to the last digit; only the ledger ids differ (two batches).
     pd.testing.assert_frame_equal(a.drop(columns="ledger_id"), b.drop(columns="ledger_id"))
     # The ledger (PostgreSQL) holds each batch whole, written in one transaction per partition.
     counts = dict(_sql(stack, "ledger", "SELECT batch_id, count(*) FROM recourse GROUP BY batch_id"))
-    assert counts == {one["batch_id"]: one["issued"], many["batch_id"]: many["issued"]}
+    assert counts == {one["batch_id"]: one["issued"], many["batch_id"]: many["issued"],
+                      standing["batch_id"]: standing["issued"]}
     entries = Ledger().entries(SPEC.name)
     assert set(entries["classifier_version"]) == {champion["classifier_version"]}
     ids = pd.to_numeric(b["ledger_id"].dropna()).astype(int)
@@ -168,7 +176,8 @@ def test_a_missing_file_fails_at_once_and_records_nothing(stack, champion, tmp_p
 
 
 def test_down_leaves_no_process(stack, champion):
-    recorded = [procs.read(stack.folder / "mlflow", "server")["pid"], services._prefect_pid(stack)]
+    recorded = [procs.read(stack.folder / "mlflow", "server")["pid"], services._prefect_pid(stack),
+                procs.read(stack.dask_folder, "scheduler")["pid"], procs.read(stack.dask_folder, "workers")["pid"]]
     postmaster = int((stack.pgdata / "postmaster.pid").read_text().split()[0])
     lines = services.down(stack)
     assert any("PostgreSQL stopped" in line for line in lines), lines
