@@ -138,7 +138,8 @@ def up(home: Path, port: int, dataset: str, stack: str = "auto") -> None:
         server = start_server(home, port, env)
         print(f"Prefect server (pid {server}) on SQLite at http://127.0.0.1:{port}")
     result = deploy_all(env)
-    print("\n".join(line.strip("│ ") for line in result.stdout.splitlines() if "successfully created" in line))
+    print("\n".join(line.strip("│ ").removesuffix(" with id") for line in result.stdout.splitlines()
+                    if "successfully created" in line))
     if result.returncode != 0:
         print(result.stdout[-3000:])
         print(result.stderr[-3000:], file=sys.stderr)

@@ -23,9 +23,9 @@ from genre.metrics import cost
 from genre.serving import row_seeds
 from tasks.csv_safe import write_csv
 from tasks.ledger_db import Ledger
+from tasks.recourse import ID_COLUMN
 from tasks.retry import PermanentError
 
-ID_COLUMN = "applicant_id"
 BLOCK_ROWS = 1_000  # rows answered together; partitions hold whole blocks (see `_answer_block`)
 PARTITION_ROWS = 50 * BLOCK_ROWS
 _PAIRS: dict[tuple, object] = {}  # per worker process: (tracking uri, versions) -> ChampionPair
