@@ -38,7 +38,7 @@ bench-peers: venv bench-deps
 	.venv/bin/genre bench-peers --datasets compas,adult --out-dir bench/out
 
 # Issue 10: choose a data set's recipe on validation data carved from its training split (never the test split);
-# writes genre/recipes/$(DATASET).json and its search log docs/tuning/$(DATASET).json. Resumes from ~/.cache.
+# writes genre/core/recipes/$(DATASET).json and its search log docs/tuning/$(DATASET).json. Resumes from ~/.cache.
 tune: venv
 	set -o pipefail; .venv/bin/genre tune --dataset $(DATASET) 2>&1 | tee docs/tuning/$(DATASET).log
 
@@ -52,7 +52,7 @@ results: venv
 	.venv/bin/genre evaluate --dataset $(DATASET) --n all --seed 0 --methods $(ABLATION_METHODS) --out docs/results/$(DATASET)-ablation.json
 
 # The optional `bench` extra (DiCE), without its unused heavy dependencies: see requirements-bench.txt.
-# And CFRL's own venv (alibi 0.9.6 needs numpy < 2): see requirements-cfrl.txt and genre/peers_cfrl.py.
+# And CFRL's own venv (alibi 0.9.6 needs numpy < 2): see requirements-cfrl.txt and genre/bench/peers_cfrl.py.
 bench-deps: .venv/.bench-installed .venv-cfrl/.installed
 
 .venv/.bench-installed: requirements-bench.txt .venv/.installed
@@ -86,10 +86,10 @@ down:
 	$(PY) -m flows.services down
 
 # Issue 5: `mlflow models serve` on the champion pair's genre-recourse at 127.0.0.1:$(PORT) (POST /invocations);
-# it follows the champion (GENRE_SERVE_POLL_SECONDS, default 30); `python -m tasks.serve --pin` serves one version.
+# it follows the champion (GENRE_SERVE_POLL_SECONDS, default 30); `python -m tasks.serving.serve --pin` serves one version.
 PORT ?= 5001
 serve: venv
-	$(PY) -m tasks.serve --port $(PORT)
+	$(PY) -m tasks.serving.serve --port $(PORT)
 
 clean:
 	rm -rf .genre

@@ -1,7 +1,7 @@
 """CFRL (alibi 0.9.6 `CounterfactualRLTabular`, pytorch backend) for `genre bench-peers`, run in `.venv-cfrl`.
 
 alibi needs numpy < 2, the main venv has numpy 2, so this script runs in its own venv (`make bench-deps`) and
-imports nothing from `genre`. `genre.peers_cfrl` writes the job as an .npz and reads the answer from another:
+imports nothing from `genre`. `genre.bench.peers_cfrl` writes the job as an .npz and reads the answer from another:
 
     .venv-cfrl/bin/python bench/cfrl_worker.py job.npz answer.npz [--cache DIR]
 

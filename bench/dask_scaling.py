@@ -48,7 +48,7 @@ def main() -> int:
 
 def measure(stack, args) -> dict:
     from flows.issue_recourse import issue_recourse
-    from genre.datasets import get_spec, load_split
+    from genre.core.datasets import get_spec, load_split
 
     spec = get_spec("compas")
     rows = pd.concat([load_split(spec, "train"), load_split(spec, "test")], ignore_index=True)[list(spec.features)]

@@ -5,7 +5,7 @@
     GENRE_HOME=... python bench/identical_samples.py save /tmp/after --datasets compas,adult,heloc
     python bench/identical_samples.py compare /tmp/before /tmp/after
 
-For each data set's recipe generator (`genre.recourse.load_or_train`, protocol seed 0) and 1000 rejected
+For each data set's recipe generator (`genre.evaluation.genre_methods.load_or_train`, protocol seed 0) and 1000 rejected
 test factuals (as `genre bench` draws them): the k samples at the paper rule's and the best rule's
 temperatures, the re-run-prefix path on 50 factuals, the serving path (monotone, per-row seeds), a small
 batch with another seed and batch size, and the recourses of `genre`, `genre-best`, `genre-mincost` and
@@ -22,15 +22,16 @@ import numpy as np
 
 
 def save(out: Path, datasets: list[str]) -> None:
-    from genre.protocol import load_protocol
-    from genre.recourse import _generate, load_or_train, sampling
+    from genre.evaluation.protocol import load_protocol
+    from genre.core.classifier import rejected_indices
+    from genre.evaluation.genre_methods import _generate, load_or_train, sampling
 
     out.mkdir(parents=True, exist_ok=True)
     for name in datasets:
         s = load_protocol(name, seed=0, progress=False)
         g = load_or_train(s, progress=False)
         p, b = sampling(s, "paper"), sampling(s, "best")
-        rejected = np.flatnonzero(s.classifier.predict_proba(s.X_test) <= 0.5)
+        rejected = rejected_indices(s.classifier.predict_proba(s.X_test))
         fx = s.X_test[np.random.default_rng(0).choice(rejected, size=1000, replace=len(rejected) < 1000)]
         res = {"factuals": fx}
         t0 = time.perf_counter()

@@ -5,7 +5,7 @@
 Each stage is timed on its own, median of several calls, in one process (one intra-op thread, as the
 sampler runs): the encoder (memory and its cross-attention keys and values), the decoding steps (the rest of
 `GenRe.sample`), the selection (h on the k samples and the choice), and on the serving path
-(`genre.serving.answer`) reading and checking the rows (pandas), encoding, the row seeds, recourse, decoding
+(`genre.core.serving.answer`) reading and checking the rows (pandas), encoding, the row seeds, recourse, decoding
 to the applicant's units, filling the answer table, and JSON. It uses only what both the old and the new
 sampler have, so it also runs on a checkout from before issue 14 (PYTHONPATH=<old checkout>).
 """
@@ -46,7 +46,7 @@ def sampler_stages(genre, factuals: np.ndarray, k: int, temperature: float, repe
 
 
 def serving_stages(genre, rows, k: int, temperature: float, repeats: int) -> dict:
-    from genre import serving
+    from genre.core import serving
 
     enc = genre.encoder
     kw = dict(k=k, temperature=temperature, select="max_prob", seed=0, monotone=True)
@@ -70,13 +70,14 @@ def serving_stages(genre, rows, k: int, temperature: float, repeats: int) -> dic
 
 
 def profile(name: str, repeats: int) -> dict:
-    from genre.protocol import load_protocol
-    from genre.recourse import load_or_train, sampling
+    from genre.evaluation.protocol import load_protocol
+    from genre.core.classifier import rejected_indices
+    from genre.evaluation.genre_methods import load_or_train, sampling
 
     setup = load_protocol(name, seed=0, progress=False)
     genre = load_or_train(setup, progress=False)
     p = sampling(setup, "paper")
-    rejected = np.flatnonzero(setup.classifier.predict_proba(setup.X_test) <= 0.5)
+    rejected = rejected_indices(setup.classifier.predict_proba(setup.X_test))
     pick = np.random.default_rng(0).choice(rejected, size=1000, replace=len(rejected) < 1000)
     factuals = setup.X_test[pick]
     raw = setup.encoder.inverse_transform(factuals).astype(object)

@@ -39,9 +39,10 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=5123)
     parser.add_argument("--out-dir", default=str(ROOT / "bench" / "out"))
     args = parser.parse_args()
-    from genre.datasets import get_spec, load_split
-    from tasks import registry
-    from tasks.serve import resolve_registry
+    from genre.core.datasets import get_spec, load_split
+    from genre.core.classifier import rejects
+    from tasks.registry import client as registry
+    from tasks.serving.serve import resolve_registry
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,7 @@ def main() -> int:
     cv, gv = registry.champion_versions()
     h, enc = registry.load_classifier_version(cv)
     test = load_split(spec, "test")[features]
-    rejected = test[h.predict_proba(enc.transform(test)) <= 0.5]
+    rejected = test[rejects(h.predict_proba(enc.transform(test)))]
     people = rejected.sample(20, random_state=5).reset_index(drop=True)
     people.to_csv(out_dir / "serve_people.csv", index=False)
 

@@ -99,7 +99,7 @@ def main() -> int:
     state = Path(svc["GENRE_HOME"])
 
     from flows.batches import partition_test, shifted_batch
-    from genre.datasets import get_spec, load_split
+    from genre.core.datasets import get_spec, load_split
 
     spec = get_spec("compas")
     train, test = load_split(spec, "train"), load_split(spec, "test")
@@ -108,7 +108,7 @@ def main() -> int:
     train.to_csv(incoming / "batch-001-train.csv", index=False)
     deploy_run("ingest/ingest", {}, env, "ingest (training split)", steps)
     deploy_run("retrain/retrain", {}, env, "retrain + promote 1", steps)
-    from tasks.registry import champion_versions
+    from tasks.registry.client import champion_versions
     from tasks.settings import PipelineSettings
 
     v1 = champion_versions(PipelineSettings.from_env())[0]

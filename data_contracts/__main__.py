@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from data_contracts.suite import ContractPolicy, build_suite, save_suite, suite_path
-from genre.datasets import BUILTIN, get_spec, is_spec_path, load_split
+from genre.core.datasets import BUILTIN, get_spec, is_spec_path, load_split
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_spec(name)
         if is_spec_path(name):  # a user's data set: under GENRE_HOME, where the flows look for it
             from tasks.settings import PipelineSettings
-            from tasks.specs import contract_for, resolve_spec
+            from tasks.data.specs import contract_for, resolve_spec
 
             settings = PipelineSettings.from_env()
             spec = resolve_spec(name, settings.home)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre.datasets import DataError
+from genre.core.datasets import DataError
 
 # Signatures of binary formats people save by mistake under a .csv name.
 MAGIC = {b"\x1f\x8b": "gzip-compressed data", b"PK\x03\x04": "a ZIP archive (an .xlsx workbook is one)",

@@ -14,7 +14,8 @@ import great_expectations as gx
 import pandas as pd
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-from genre.datasets import DatasetSpec
+from genre.core import files
+from genre.core.datasets import DatasetSpec
 
 SUITE_DIR = Path(__file__).resolve().parent
 
@@ -114,11 +115,7 @@ def save_suite(suite: gx.ExpectationSuite, path: Path) -> Path:
     data.pop("id", None)
     for e in data["expectations"]:
         e.pop("id", None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return files.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_suite(path: Path) -> gx.ExpectationSuite:

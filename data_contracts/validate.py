@@ -17,7 +17,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from data_contracts.readable import read_csv_text
 from data_contracts.suite import numeric_columns
-from genre.datasets import DataError, DatasetSpec, canonical_category, coerce_frame
+from genre.core.datasets import DataError, DatasetSpec, canonical_category, coerce_frame
 
 MISSING = {"", "nan", "NaN", "NA", "None", "null", "NULL"}
 MAX_EXAMPLES = 5
@@ -85,7 +85,7 @@ def unreadable_report(path: Path, exc: DataError) -> ContractReport:
 
 def _one_line(f: dict, file: str) -> str:
     """A failure as one sentence that starts with where it is: file, row (line), column."""
-    if f["expectation"] == READABLE or f["expectation"].startswith("genre.datasets"):
+    if f["expectation"] == READABLE or f["expectation"].startswith("genre.core.datasets"):
         return f["observed"] if f["expectation"] == READABLE else f["examples"][0]["value"]
     count = (f" ({f['unexpected_count']} of {f['element_count']} rows)"
              if f.get("unexpected_count") is not None else "")
@@ -148,7 +148,7 @@ class ContractChecker:
             except DataError as exc:
                 report.success = False
                 report.failures.append({
-                    "column": exc.column, "expectation": "genre.datasets.coerce_frame", "intent": "typed as the spec says",
+                    "column": exc.column, "expectation": "genre.core.datasets.coerce_frame", "intent": "typed as the spec says",
                     "unexpected_count": 1, "element_count": len(raw), "examples": [{"row": exc.row, "value": str(exc)}],
                 })
         return report

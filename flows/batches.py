@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genre.datasets import DatasetSpec
-from genre.encoding import observed_decimals
+from genre.core.datasets import DatasetSpec
+from genre.core.encoding import observed_decimals
 
 
 def partition_test(test: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from genre.datasets import DatasetSpec
-from tasks.ingest import (
+from genre.core.datasets import DatasetSpec
+from tasks.data.ingest import (
     DEFERRED,
     VANISHED,
     append_batch,
@@ -25,14 +25,14 @@ from tasks.ingest import (
     quarantine_batch,
 )
 from tasks.settings import PipelineSettings
-from tasks.specs import contract_for, resolve_spec
-from tasks.store import is_ingested
+from tasks.data.specs import contract_for, resolve_spec
+from tasks.data.store import is_ingested
 
 
 @flow(name="ingest", flow_run_name="ingest-{dataset}")
 def ingest(dataset: str = "compas", incoming: str | None = None, config: str | None = None) -> list[dict]:
     """Validate each incoming batch; pass -> store, fail or unreadable -> quarantine, seen before -> no-op.
-    `dataset`: a built-in name, a spec file, or the name of a spec file used before (`tasks.specs`)."""
+    `dataset`: a built-in name, a spec file, or the name of a spec file used before (`tasks.data.specs`)."""
     settings = PipelineSettings.from_env(config)
     spec = resolve_spec(dataset, settings.home)
     paths = list_batches(Path(incoming) if incoming else settings.incoming(spec.name))

@@ -14,20 +14,20 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import batch_recourse as batch
 from tasks import engine
-from tasks.batch_recourse import Job
-from tasks.ledger_db import ledger_url
-from tasks.reconcile import reconcile
-from tasks.recourse import load_champion_pair, new_batch_id, whole_as_integers
+from tasks.ledger.db import ledger_url
+from tasks.registry.reconcile import reconcile
 from tasks.retry import PermanentError
+from tasks.serving import partitions as batch
+from tasks.serving.batch import load_champion_pair, new_batch_id, whole_as_integers
+from tasks.serving.partitions import Job
 from tasks.settings import PIPELINE_SELECT_RULES, PipelineSettings
-from tasks.specs import resolve_spec
+from tasks.data.specs import resolve_spec
 
 
 @task(cache_policy=NO_CACHE)
 def answer_partition(job: Job, part: str) -> dict:
-    """Recourse for one partition of applicants (see `tasks.batch_recourse`); runs where the engine puts it."""
+    """Recourse for one partition of applicants (see `tasks.serving.partitions`); runs where the engine puts it."""
     return batch.answer_partition(job, Path(part))
 
 
@@ -55,7 +55,7 @@ def issue_recourse(
 
     The file is checked whole first (a bad cell fails the run naming file, row and column, before anything
     is written), then answered in partitions of `partition_rows` (rounded up to whole blocks of
-    `tasks.batch_recourse.BLOCK_ROWS`) on `cluster` (`tasks.engine`: None in this
+    `tasks.serving.partitions.BLOCK_ROWS`) on `cluster` (`tasks.engine`: None in this
     process, "local" a Dask LocalCluster of `workers` processes, or a scheduler address); each partition's
     recourse goes to the ledger in one transaction. If any partition fails, the batch's ledger rows are
     removed again and the run fails: no results file, no half-recorded batch. The answers do not depend on

@@ -111,8 +111,8 @@ def paste_lines(env: dict) -> str:
 
 
 def up(home: Path, port: int, dataset: str, stack: str = "auto") -> None:
-    from genre.datasets import is_spec_path
-    from tasks.specs import resolve_spec
+    from genre.core.datasets import is_spec_path
+    from tasks.data.specs import resolve_spec
 
     svc = services.Stack.from_env()
     use_services = stack == "services" or (stack == "auto" and (svc.folder / "env.sh").exists()

@@ -21,7 +21,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from genre.datasets import get_spec, is_spec_path, load_split
+from genre.core import files
+from genre.core.datasets import get_spec, is_spec_path, load_split
 from tasks.home import point_current, root_home
 
 # The shifted batch is a tenth of the training split (at least 500 rows), so its shift shows in the
@@ -30,10 +31,9 @@ MIN_SHIFT_ROWS = 500
 
 
 def _drop(frame, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    frame.to_csv(tmp, index=False)
-    return tmp.replace(folder / name)  # the ingest flow never sees half a file
+    with files.atomic_path(folder / name) as tmp:  # the ingest flow never sees half a file
+        frame.to_csv(tmp, index=False)
+    return folder / name
 
 
 def story(dataset: str, home: Path, config: str | None = None) -> dict:
@@ -44,9 +44,9 @@ def story(dataset: str, home: Path, config: str | None = None) -> dict:
     from flows.issue_recourse import issue_recourse
     from flows.monitor import monitor
     from flows.retrain import retrain
-    from tasks.registry import champion_versions
+    from tasks.registry.client import champion_versions
     from tasks.settings import PipelineSettings
-    from tasks.specs import resolve_spec
+    from tasks.data.specs import resolve_spec
 
     settings = PipelineSettings.from_env(config)
     spec = resolve_spec(dataset, settings.home)  # a spec file is registered under the story's folder

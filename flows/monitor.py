@@ -21,11 +21,12 @@ from prefect.cache_policies import NO_CACHE
 from monitoring.export import write_json
 from monitoring.inputs import validity_by_version
 from monitoring.reports import RecourseThresholds
-from tasks import monitoring as mon
-from tasks import engine, registry
-from tasks import ledger_rescore as rescore
-from tasks.ledger_db import Ledger, ledger_url
-from tasks.reconcile import reconcile
+from tasks import engine
+from tasks.ledger.db import Ledger, ledger_url
+from tasks.monitoring import champion as mon
+from tasks.monitoring import ledger_rescore as rescore
+from tasks.registry import client as registry
+from tasks.registry.reconcile import reconcile
 from tasks.retry import transient_only
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 
@@ -158,7 +159,7 @@ def monitor(version: str | None = None, cluster: str | None = None, workers: int
 
 def _monitor_claimed(version: str, generator_version: str, warnings: list[str], settings: PipelineSettings,
                      url: str, engine_options: tuple) -> dict:
-    from tasks.specs import resolve_spec
+    from tasks.data.specs import resolve_spec
 
     spec = resolve_spec(dataset_of(version, settings), settings.home)
     out_dir = settings.reports / version

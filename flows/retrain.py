@@ -3,7 +3,7 @@ MLflow logging and registration, gates, and promotion of a passing pair to `cham
 
 Retrains never overlap: each holds the retrain lock of its GENRE_HOME for its whole run (a deployment run
 also has Prefect's concurrency limit of 1), and starts by reconciling what a killed run left behind
-(`tasks.reconcile`). The MLflow run is opened first and ends FINISHED only once all versions are registered
+(`tasks.registry.reconcile`). The MLflow run is opened first and ends FINISHED only once all versions are registered
 with their tags; `challenger` and `champion` move after that.
 """
 from __future__ import annotations
@@ -14,14 +14,14 @@ from datetime import datetime, timezone
 from prefect import flow, get_run_logger
 
 from tasks.faults import fault_point
-from tasks.gates import champion_figures, check_gates
+from tasks.training.gates import champion_figures, check_gates
 from tasks.liveness import RetrainLock
-from tasks.promote import gate_tags, mark_challenger, promote_pair
-from tasks.reconcile import reconcile
+from tasks.registry.promote import gate_tags, mark_challenger, promote_pair
+from tasks.registry.reconcile import reconcile
 from tasks.settings import PipelineSettings
-from tasks.specs import resolve_spec
-from tasks.tracking import end_run, log_and_register, start_retrain_run
-from tasks.training import (
+from tasks.data.specs import resolve_spec
+from tasks.training.tracking import end_run, log_and_register, start_retrain_run
+from tasks.training.fit import (
     evaluate_classifier,
     evaluate_recourse,
     snapshot_store,

@@ -1,24 +1,22 @@
 """Write report snapshots as HTML and JSON, read their figures back by metric, and plot ledger validity."""
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from genre.core import files
 
 
 def save_report(snapshot, out_dir: str | Path, name: str) -> dict[str, str]:
     """Write `<name>.html` and `<name>.json` under `out_dir`, each under a temp name first, then renamed."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for kind, write in (("html", snapshot.save_html), ("json", snapshot.save_json)):
         final = out_dir / f"{name}.{kind}"
-        tmp = out_dir / f".{name}.{kind}.tmp"
-        write(str(tmp))
-        os.replace(tmp, final)
+        with files.atomic_path(final) as tmp:
+            write(str(tmp))
         paths[kind] = str(final)
     return paths
 
@@ -82,12 +80,7 @@ def recourse_summary(snapshot) -> dict:
 
 def write_json(data: dict, path: str | Path) -> str:
     """A small JSON file, written under a temp name then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
-    return str(path)
+    return str(files.write_json(path, data, default=str))
 
 
 def plot_ledger_validity(history: pd.DataFrame, path: str | Path) -> str:
@@ -118,10 +111,9 @@ def plot_ledger_validity(history: pd.DataFrame, path: str | Path) -> str:
     ax.set_ylabel("share still valid")
     ax.set_title("Issued recourses still valid")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return str(path)
 
 

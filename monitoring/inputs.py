@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from genre.classifier import Classifier
-from genre.datasets import DatasetSpec, coerce_frame, load_split, read_table
-from genre.encoding import MinMaxEncoder
-from genre.metrics import PlausibilityScorer, cost
+from genre.core.classifier import Classifier, rejected_indices
+from genre.core import files
+from genre.core.datasets import DatasetSpec, coerce_frame, load_split, read_table
+from genre.core.encoding import MinMaxEncoder
+from genre.core.metrics import PlausibilityScorer, cost
 from monitoring.reports import recourse_frame
 
 
@@ -28,10 +28,8 @@ def audit_set(spec: DatasetSpec, path: str | Path, *, n: int = 500, seed: int = 
         return read_table(path, spec)
     test = load_split(spec, "test")
     audit = test.sample(n=min(n, len(test)), random_state=seed).reset_index(drop=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    audit.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with files.atomic_path(path) as tmp:
+        audit.to_csv(tmp, index=False)
     return audit
 
 
@@ -73,7 +71,7 @@ def audit_recourse(
     Validity here is under the champion classifier h: production has no oracle to judge by.
     """
     X = encoder.transform(audit[list(encoder.spec.features)])
-    rejected = np.flatnonzero(classifier.predict_proba(X) <= 0.5)[:n]
+    rejected = rejected_indices(classifier.predict_proba(X))[:n]
     if len(rejected) == 0:
         raise ValueError("the champion classifier rejects none of the audit rows: no factual to give recourse to")
     factuals = X[rejected]

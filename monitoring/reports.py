@@ -16,7 +16,7 @@ from evidently.metrics import MeanValue, ValueDrift
 from evidently.presets import DataDriftPreset
 from evidently.tests import gte, lte
 
-from genre.datasets import DatasetSpec
+from genre.core.datasets import DatasetSpec
 from monitoring.export import version_key
 from monitoring.recourse_metrics import (
     AUDIT,

@@ -3,7 +3,7 @@
 says why instead of repeating the same error (issue 12)."""
 from __future__ import annotations
 
-from genre.datasets import DataError
+from genre.core.datasets import DataError
 
 
 class PermanentError(RuntimeError):

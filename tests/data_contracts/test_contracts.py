@@ -9,7 +9,7 @@ import pytest
 
 from data_contracts.suite import ContractPolicy, build_suite, load_suite, save_suite, suite_path
 from data_contracts.validate import ContractChecker, read_raw
-from genre.datasets import BUILTIN, get_spec, load_split, resolve_file
+from genre.core.datasets import BUILTIN, get_spec, load_split, resolve_file
 
 SPEC = get_spec("compas")
 

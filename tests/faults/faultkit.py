@@ -12,8 +12,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from genre.datasets import get_spec, load_split
-from tasks import registry
+from genre.core.datasets import get_spec, load_split
+from tasks.registry import client as registry
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL, PipelineSettings
 
 SPEC = get_spec("compas")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from genre.datasets import get_spec, load_split
-from tasks import registry, store
+from genre.core.datasets import get_spec, load_split
+from tasks.registry import client as registry
+from tasks.data import store
 from tasks.settings import PipelineSettings
 
 pytestmark = pytest.mark.slow

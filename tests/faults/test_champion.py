@@ -1,6 +1,6 @@
 """A champion alias moved by hand, a champion that cannot be resolved, and a corrupted model file.
 
-Two pairs trained, registered and promoted by the real flows; a real `python -m tasks.serve` (what `make
+Two pairs trained, registered and promoted by the real flows; a real `python -m tasks.serving.serve` (what `make
 serve` runs: `mlflow models serve` on the champion pair) on a free loopback port, polling the champion every
 second; the real `genre recourse` CLI and the batch recourse and monitoring flows.
 """
@@ -20,10 +20,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from genre import cli
-from genre.datasets import load_split
-from tasks import registry
-from tasks.artifacts import ArtifactError
+from genre.cli import main as cli
+from genre.core.datasets import load_split
+from tasks.registry import client as registry
+from tasks.registry.artifacts import ArtifactError
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL
 
 from faultkit import (
@@ -47,13 +47,13 @@ def people() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def server(story):
-    """`python -m tasks.serve` (make serve) following the champion every second; stopped by its pid."""
+    """`python -m tasks.serving.serve` (make serve) following the champion every second; stopped by its pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env |= {"GENRE_SERVE_POLL_SECONDS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
     log = story.settings.home / "serve.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "tasks.serve", "--port", str(port)], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "tasks.serving.serve", "--port", str(port)], cwd=REPO, env=env,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180

@@ -14,8 +14,8 @@ import signal
 import pytest
 
 from flows.ingest import ingest
-from genre.datasets import load_split
-from tasks import registry
+from genre.core.datasets import load_split
+from tasks.registry import client as registry
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL
 
 from faultkit import (

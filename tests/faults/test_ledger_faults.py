@@ -16,11 +16,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from genre import cli
-from genre.datasets import load_split
-from tasks import ledger_spool, registry
-from tasks.ledger_db import Ledger, ledger_url
-from tasks.serving_ledger import ServingLedger
+from genre.cli import main as cli
+from genre.core.datasets import load_split
+from tasks.ledger import spool as ledger_spool
+from tasks.registry import client as registry
+from tasks.ledger.db import Ledger, ledger_url
+from tasks.ledger.recorder import ServingLedger
 from tasks.settings import RECOURSE_MODEL
 
 from faultkit import SPEC, assert_consistent, assert_no_input_lost, promoted_story

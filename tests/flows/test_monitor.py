@@ -16,14 +16,14 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from genre.classifier import Classifier, ClassifierConfig
-from genre.datasets import get_spec, load_split, split_xy
-from genre.encoding import MinMaxEncoder
-from genre.generator import GeneratorConfig
-from genre.train_generator import TrainConfig, train_generator
-from tasks import registry
-from tasks.ledger_db import Ledger
-from tasks.pyfunc_models import PIP_REQUIREMENTS, ClassifierModel, GeneratorModel
+from genre.core.classifier import Classifier, ClassifierConfig
+from genre.core.datasets import get_spec, load_split, split_xy
+from genre.core.encoding import MinMaxEncoder
+from genre.core.generator import GeneratorConfig
+from genre.core.train_generator import TrainConfig, train_generator
+from tasks.registry import client as registry
+from tasks.ledger.db import Ledger
+from tasks.training.pyfunc_models import PIP_REQUIREMENTS, ClassifierModel, GeneratorModel
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 
 # Two tiny pairs are trained once for the module (about a minute on a busy 2-core machine).

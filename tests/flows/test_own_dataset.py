@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from data_contracts.suite import SUITE_DIR
-from genre.datasets import get_spec, load_split
+from genre.core.datasets import get_spec, load_split
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def _write_own_data_set(folder: Path) -> Path:
 
 def test_make_run_story_on_a_spec_file(tmp_path, prefect_harness, pipeline_home, monkeypatch, capsys):
     from flows import main as story_main
-    from genre import cli
+    from genre.cli import main as cli
 
     spec_path = _write_own_data_set(tmp_path / "elsewhere")
     root = tmp_path / "genre-home"

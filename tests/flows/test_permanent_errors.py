@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from genre.datasets import get_spec, load_split
+from genre.core.datasets import get_spec, load_split
 
 SPEC = get_spec("compas")
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from genre.datasets import get_spec, load_split
-from tasks import registry, store
+from genre.core.datasets import get_spec, load_split
+from tasks.registry import client as registry
+from tasks.data import store
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 
 pytestmark = pytest.mark.slow

@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from genre.datasets import get_spec, load_split
-from tasks import registry
-from tasks.ledger_db import Ledger, ledger_url
-from tasks.serving_ledger import ServingLedger
+from genre.core.datasets import get_spec, load_split
+from tasks.registry import client as registry
+from tasks.ledger.db import Ledger, ledger_url
+from tasks.ledger.recorder import ServingLedger
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, RECOURSE_MODEL, PipelineSettings
 
 pytestmark = pytest.mark.slow
@@ -156,7 +156,7 @@ def test_pyfunc_answers_a_dataframe_and_every_row_lands_in_the_ledger(served, re
 
 
 def test_the_cli_round_trips_a_csv(served, rejected, tmp_path):
-    from genre import cli
+    from genre.cli import main as cli
 
     people = rejected.head(5).copy()
     people.insert(0, "applicant_id", [f"p{i}" for i in range(5)])
@@ -174,7 +174,7 @@ def test_the_cli_round_trips_a_csv(served, rejected, tmp_path):
 
 
 def test_cli_missing_column_is_a_clear_error(served, rejected, tmp_path, capsys):
-    from genre import cli
+    from genre.cli import main as cli
 
     src = tmp_path / "people.csv"
     rejected.drop(columns=["priors_count"]).to_csv(src, index=False)
@@ -266,7 +266,7 @@ def test_http_missing_column_fails_the_request_naming_it(served, rejected, serve
 def test_a_ledger_failure_still_answers_and_spools_the_rows(served, rejected, monkeypatch, tmp_path):
     from types import SimpleNamespace
 
-    from tasks.recourse_model import RecourseModel, recourse_artifacts
+    from tasks.serving.recourse_model import RecourseModel, recourse_artifacts
 
     settings, result = served
     monkeypatch.setenv("GENRE_LEDGER_URL", "sqlite:////proc/no-such-dir/ledger.db")  # cannot be created

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from flows import procs, services
-from genre.datasets import get_spec, load_split
+from genre.core.datasets import get_spec, load_split
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,7 @@ def applicants(tmp_path_factory) -> Path:
 
 def test_partitions_on_two_dask_workers_answer_exactly_as_one_process(stack, champion, applicants, tmp_path):
     from flows.issue_recourse import issue_recourse
-    from tasks.ledger_db import Ledger
+    from tasks.ledger.db import Ledger
 
     one = issue_recourse(str(applicants), dataset=SPEC.name, out=str(tmp_path / "one.csv"))
     assert one["engine"] == "in-process" and one["partitions"] == 1

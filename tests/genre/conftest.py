@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from genre.protocol import load_protocol
-from genre.settings import Settings
+from genre.evaluation.protocol import load_protocol
+from genre.core.settings import Settings
 
 # The authors' h (batch 2048, 100 epochs) trains in about a second on compas: the tests use it as it is.
 QUICK_H: dict = {}

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre.datasets import get_spec, load_split
+from genre.core.datasets import get_spec, load_split
 from monitoring.export import (
     drift_summary,
     plot_ledger_validity,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from prefect.states import Failed
 
-from genre.datasets import DataError
+from genre.core.datasets import DataError
 from tasks.home import point_current, root_home, state_home
 from tasks.retry import PermanentError, transient_only
 
@@ -21,8 +21,8 @@ def test_a_finished_story_becomes_the_state_of_genre_home(tmp_path, monkeypatch)
     assert (root / "current").read_text().strip() == story.name
     assert root_home() == root.resolve() and state_home() == story.resolve()
 
-    from tasks.ledger_db import ledger_url
-    from tasks.serve import resolve_registry
+    from tasks.ledger.db import ledger_url
+    from tasks.serving.serve import resolve_registry
     from tasks.settings import PipelineSettings
 
     # The registry, the ledger and the pipeline's folders all follow it ...

@@ -1,0 +1,81 @@
+"""GenRe's speed at the machine's limit (issue 14): recourses/s against threads and batch size, single-query
+latency, and the plot. `genre bench` calls these; every figure comes with the load average it was taken at,
+since the machine is shared and absolute times move with the other users' work.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH_SIZES = (1, 10, 100, 1000, 10000)
+THREADS = (1, 2)
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _median_seconds(fn, min_seconds: float, max_repeats: int = 20) -> tuple[float, int]:
+    """Median wall seconds of fn(), repeated until about `min_seconds` have passed (at least 3 times)."""
+    times = []
+    while len(times) < 3 or (sum(times) < min_seconds and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), len(times)
+
+
+def throughput_grid(genre, pool: np.ndarray, *, k: int, temperature: float, sizes=BATCH_SIZES, threads=THREADS,
+                    seed: int = 0, min_seconds: float = 1.0) -> list[dict]:
+    """Recourses/s of `genre.generate` (max_prob) for each batch size and thread count, measured one after the
+    other in this process on the same factuals (drawn cycling from `pool`)."""
+    pool = np.asarray(pool, dtype=np.float32)
+    genre.generate(pool[:1], k=k, temperature=temperature, seed=seed)  # traces and buffers made before the clock
+    points = []
+    for size in sizes:
+        batch = pool[np.arange(size) % len(pool)]
+        for n_threads in threads:
+            seconds, repeats = _median_seconds(
+                lambda: genre.generate(batch, k=k, temperature=temperature, seed=seed, threads=n_threads), min_seconds)
+            points.append({"factuals": int(size), "threads": int(n_threads), "seconds": seconds,
+                           "recourses_per_second": size / seconds, "repeats": repeats, "load_average": load_average()})
+    return points
+
+
+def single_query(genre, pool: np.ndarray, *, k: int, temperature: float, queries: int = 100, seed: int = 0) -> dict:
+    """Latency of one factual per call (in process), p50 and p90 over `queries` different factuals."""
+    pool = np.asarray(pool, dtype=np.float32)
+    genre.generate(pool[:1], k=k, temperature=temperature, seed=seed)
+    seconds = []
+    for i in range(queries):
+        row = pool[i % len(pool)][None, :]
+        t0 = time.perf_counter()
+        genre.generate(row, k=k, temperature=temperature, seed=seed)
+        seconds.append(time.perf_counter() - t0)
+    ms = np.asarray(seconds) * 1e3
+    return {"queries": queries, "p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+            "load_average": load_average()}
+
+
+def plot_grid(rows: list[dict], path: Path) -> Path:
+    """Recourses/s against batch size, one line per thread count, one panel per data set (log-log)."""
+    from genre.bench.plots import _save, plt  # the Agg backend is chosen there
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 4), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        points = row["grid"]
+        for n_threads in sorted({p["threads"] for p in points}):
+            mine = [p for p in points if p["threads"] == n_threads]
+            ax.loglog([p["factuals"] for p in mine], [p["recourses_per_second"] for p in mine], "o-",
+                      label=f"{n_threads} thread{'s' if n_threads > 1 else ''}")
+        load = points[-1]["load_average"][0] if points else float("nan")
+        ax.set_title(f"{row['dataset']} (k = {row['k']}, load avg {load:.1f})")
+        ax.set_xlabel("factuals in the batch")
+        ax.set_ylabel("recourses per second (max_prob)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.suptitle("GenRe's recourses/s against batch size and threads")
+    return _save(fig, path)

@@ -1,0 +1,1 @@
+"""The `genre` command: `main` dispatches each subcommand to the module that owns it."""

@@ -1,0 +1,1 @@
+"""The GenRe library core: data sets, encoding, h, pair synthesis, the generator, its sampler and the recipes."""

@@ -1,0 +1,243 @@
+"""`genre tune --dataset D`: choose every recipe setting on validation data carved from the training split.
+
+The test split is never opened. Inside the training split:
+- a stratified tuning split (`VAL_FRACTION` of the rows) plays the test split's part;
+- a judge is built the authors' way on the whole training split (as the protocol's sees train + test), h with
+  the authors' recipe on the remaining rows with labels drawn from that judge, and LOF on the rows the judge
+  calls favourable; the factuals are tuning rows h rejects.
+Then:
+1. training settings (pair lambda, target filters, generator size): successive halving. Every candidate trains
+   for a fraction of the epochs, the best third goes on to the full epochs, and each is scored by the best
+   objective over a small sampling grid;
+2. sampling settings (rule, temperature, k, margin) on the chosen generator: the paper's max_prob rule with its
+   temperature, and the project's best rule.
+The objective is the paper's targets: cost, plus a penalty for validity under 0.97 or plausibility under 0.95.
+Within `TIE` of the best, the smaller, faster choice wins. Trained candidates are cached outside the clone
+(`GENRE_HOME/tune/...`), so an interrupted search resumes where it stopped. Writes the search log (JSON) and
+the chosen recipe, which `genre.core.train_generator.load_recipe` reads.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from genre.core.classifier import Classifier, Oracle, oracle_labels, rejected_indices
+from genre.core.datasets import file_sha256, get_spec, read_table, resolve_file, split_xy
+from genre.core.encoding import MinMaxEncoder
+from genre.core import files
+from genre.core.generator import Generator, GeneratorConfig
+from genre.core.metrics import setup_metrics
+from genre.core.pairs import PairConfig
+from genre.evaluation.protocol import ProtocolSetup, classifier_config, oracle_config
+from genre.core.sampler import GenRe
+from genre.core.settings import Settings
+from genre.core.train_generator import RECIPE_DIR, SMALL, Sampling, TrainConfig, train_generator
+
+log = logging.getLogger(__name__)
+
+VAL_FRACTION = 0.2
+TARGET_VALIDITY, TARGET_PLAUSIBILITY = 0.97, 0.95
+PENALTY = 10.0  # cost units per unit of validity or plausibility short of its target
+TIE = 0.01  # objectives this close count as equal: prefer the smaller generator, the smaller k
+MEDIUM = dict(emb=64, ff=128, heads=4, enc_layers=2, dec_layers=3, value_hidden=32)
+SIZES = {"small": SMALL, "medium": MEDIUM}
+# Full epochs per data set (early stopping usually ends sooner), batch size; sized so that one full training
+# fits the per-seed budget on this 2-core machine (compas 5 min, heloc 10, adult 15).
+EPOCHS = {"compas": (120, 256), "heloc": (80, 128), "adult": (40, 256)}
+DEFAULT_EPOCHS = (60, 256)
+TRAIN_GRID = {"lam": (5.0, 10.0, 20.0), "target_lof": (0, 20), "size": ("small", "medium")}
+# The larger sets search a smaller grid so that the whole search stays within about half an hour here.
+GRIDS = {"heloc": {"lam": (5.0, 10.0, 20.0), "target_lof": (0, 20), "size": ("small",)},
+         "adult": {"lam": (7.0, 14.0), "target_lof": (0, 20), "size": ("small",)}}
+RUNG_FRACTION = 3  # the first rung trains 1/3 of the epochs; the best 1/3 of the candidates go on
+QUICK_SAMPLING = [Sampling(select=s, temperature=t) for s in ("max_prob", "min_cost") for t in (0.1, 0.5, 1.0)]
+PAPER_GRID = [Sampling("max_prob", t, 10) for t in (0.05, 0.1, 0.2, 0.5, 1.0)]
+BEST_GRID = ([Sampling(s, t, k) for s in ("max_prob", "min_cost", "robust") for t in (0.1, 0.2, 0.5, 1.0) for k in (10, 20)]
+             + [Sampling("robust_min_cost", t, k, m) for t in (0.1, 0.2, 0.5, 1.0) for k in (10, 20) for m in (0.5, 0.6, 0.7)]
+             + [Sampling(s, t, 10, m, sparsify=True, guard=g) for s in ("robust", "robust_min_cost") for t in (0.2, 0.5, 1.0)
+                for m in (0.55, 0.6, 0.65, 0.7, 0.8) for g in (False, True)])
+
+
+def objective(fig: dict) -> float:
+    """Cost plus PENALTY per unit of validity and plausibility below the targets (lower is better)."""
+    short = max(0.0, TARGET_VALIDITY - fig["validity"]) + max(0.0, TARGET_PLAUSIBILITY - fig["plausibility"])
+    return float(fig["cost"] + PENALTY * short)
+
+
+def tuning_setup(dataset: str, settings: Settings | None = None, *, seed: int = 0, max_factuals: int = 500,
+                 h_overrides: dict | None = None) -> tuple[ProtocolSetup, np.ndarray]:
+    """A protocol set-up built from the training split alone, and the tuning factuals (encoded)."""
+    spec = get_spec(dataset)
+    settings = settings or Settings.from_env()
+    train_path = resolve_file(spec, "train", settings.data_dir)  # the only file tuning reads
+    X_raw, y = split_xy(read_table(train_path, spec), spec)
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):  # stratified by the real label
+        rows = np.flatnonzero(y == label)
+        val[rng.choice(rows, size=int(round(VAL_FRACTION * len(rows))), replace=False)] = True
+    encoder = MinMaxEncoder(spec).fit(X_raw[~val])
+    X = encoder.transform(X_raw)
+    X_fit, X_val, y_fit, y_val = X[~val], X[val], y[~val], y[val]
+    key = hashlib.sha256(json.dumps({"data": file_sha256(train_path), "seed": seed, "val": VAL_FRACTION,
+                                     "h": h_overrides or {}}, sort_keys=True).encode()).hexdigest()[:12]
+    cache_dir = tune_cache() / f"{spec.name}-{key}"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    oracle = Oracle(oracle_config(seed)).fit(X, y)  # the whole training split: the protocol's sees train + test
+    h_labels = oracle_labels(oracle, X_fit, seed)  # drawn as the protocol draws h's labels
+    h_path = cache_dir / "classifier.pt"
+    h_config = classifier_config(spec, seed, **(h_overrides or {}))
+    if h_path.exists():
+        classifier = Classifier.load(h_path)
+    else:
+        classifier = Classifier(h_config).fit(X_fit, h_labels)
+        classifier.save(h_path)
+    setup = ProtocolSetup(spec=spec, encoder=encoder, X_train=X_fit, y_train=y_fit, X_test=X_val, y_test=y_val,
+                          oracle=oracle, classifier=classifier, h_labels=h_labels, seed=seed, cache_dir=cache_dir)
+    rejected = rejected_indices(classifier.predict_proba(X_val))
+    if len(rejected) > max_factuals:
+        rejected = np.sort(np.random.default_rng(seed).choice(rejected, size=max_factuals, replace=False))
+    return setup, X_val[rejected]
+
+
+def tune_cache() -> Path:
+    """Where trained candidates are kept between runs: GENRE_TUNE_CACHE, else ~/.cache/genre-pipeline/tune
+    (outside the clone, so a fresh clone resumes a search this machine already ran)."""
+    return Path(os.environ.get("GENRE_TUNE_CACHE", Path.home() / ".cache" / "genre-pipeline" / "tune")).resolve()
+
+
+def candidates(grid: dict = TRAIN_GRID) -> list[dict]:
+    """Every combination of the training grid, as {lam, target_lof, size}."""
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def build_configs(dataset: str, d: int, cand: dict, epochs: int, seed: int) -> tuple[GeneratorConfig, TrainConfig]:
+    full_epochs, batch = EPOCHS.get(dataset, DEFAULT_EPOCHS)
+    gen = GeneratorConfig(d=d, **SIZES[cand["size"]])
+    train = TrainConfig(epochs=epochs, batch_size=batch, patience=max(5, epochs // 8), seed=seed,
+                        pairs=PairConfig(lam=cand["lam"], target_lof=cand["target_lof"]))
+    return gen, train
+
+
+def n_params(config: GeneratorConfig) -> int:
+    return sum(p.numel() for p in Generator(config).parameters())
+
+
+def score(genre: GenRe, setup: ProtocolSetup, factuals: np.ndarray, grid: list[Sampling]) -> list[dict]:
+    """The tuning judge's figures for each sampling setting in `grid` on the tuning factuals."""
+    rows = []
+    for s in grid:
+        start = time.perf_counter()
+        rec = genre.generate(factuals, k=s.k, temperature=s.temperature, select=s.select, seed=setup.seed,
+                             margin=s.margin, sparsify=s.sparsify, guard=setup.guard if s.guard else None,
+                             second=setup.second_opinion if s.select.startswith("robust") or s.sparsify else None)
+        seconds = time.perf_counter() - start
+        fig = {k: v for k, v in setup_metrics(factuals, rec, setup).items() if k in ("cost", "validity", "plausibility",
+                                                                                     "validity_classifier")}
+        rows.append({"sampling": asdict(s), **fig, "objective": objective(fig), "seconds": round(seconds, 3)})
+    return rows
+
+
+def _train_cached(setup: ProtocolSetup, gen: GeneratorConfig, train: TrainConfig) -> GenRe:
+    key = hashlib.sha256(json.dumps({"g": asdict(gen), "t": asdict(train)}, sort_keys=True).encode()).hexdigest()[:12]
+    directory = setup.cache_dir / f"genre-{key}"
+    if (directory / "genre.json").exists():
+        return GenRe.load(directory)
+    genre = train_generator(setup.X_train, setup.h_labels, encoder=setup.encoder, classifier=setup.classifier,
+                            config=gen, train=train, progress=False)
+    genre.save(directory)
+    return genre
+
+
+def _pick(rows: list[dict], size_key) -> dict:
+    """The lowest objective; within TIE of it, one that meets both targets first, then the smallest by
+    `size_key`, then the lowest objective."""
+    best = min(r["objective"] for r in rows)
+    return min((r for r in rows if r["objective"] <= best + TIE),
+               key=lambda r: (not _meets(r), size_key(r), r["objective"]))
+
+
+def _meets(row: dict) -> bool:
+    return row.get("validity", 1.0) >= TARGET_VALIDITY and row.get("plausibility", 1.0) >= TARGET_PLAUSIBILITY
+
+
+def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, max_factuals: int = 500,
+         grid: dict | None = None, epochs: int | None = None, h_overrides: dict | None = None,
+         best_grid: list[Sampling] = BEST_GRID, paper_grid: list[Sampling] = PAPER_GRID) -> dict:
+    """Run the search; returns the log (with "recipe", the chosen settings)."""
+    settings = settings or Settings.from_env()
+    started = time.perf_counter()
+    setup, factuals = tuning_setup(dataset, settings, seed=seed, max_factuals=max_factuals, h_overrides=h_overrides)
+    spec, d = setup.spec, setup.spec.d
+    full = epochs or EPOCHS.get(spec.name, DEFAULT_EPOCHS)[0]
+    rungs = [max(1, full // RUNG_FRACTION), full]
+    cands = candidates(grid or GRIDS.get(spec.name, TRAIN_GRID))
+    log_rows: list[dict] = []
+    alive = list(range(len(cands)))
+    for rung, rung_epochs in enumerate(rungs):
+        for i in alive:
+            gen, train = build_configs(spec.name, d, cands[i], rung_epochs, seed)
+            genre = _train_cached(setup, gen, train)
+            rows = score(genre, setup, factuals, QUICK_SAMPLING)
+            top = min(rows, key=lambda r: r["objective"])
+            entry = {"candidate": i, **cands[i], "rung": rung, "epochs": rung_epochs, "params": n_params(gen),
+                     "epochs_run": len(genre.history["val_loss"]), "train_seconds": round(genre.history["train_seconds"], 1),
+                     "objective": top["objective"], "cost": top["cost"], "validity": top["validity"],
+                     "plausibility": top["plausibility"], "best_quick": top, "quick": rows}
+            log_rows.append(entry)
+            log.info("tune %s rung %d cand %d %s: objective %.3f (cost %.3f, validity %.3f, plausibility %.3f), %.0f s",
+                     spec.name, rung, i, cands[i], top["objective"], top["cost"], top["validity"], top["plausibility"],
+                     entry["train_seconds"])
+        if rung < len(rungs) - 1:
+            ranked = sorted((e for e in log_rows if e["rung"] == rung), key=lambda e: e["objective"])
+            alive = [e["candidate"] for e in ranked[: max(1, len(ranked) // RUNG_FRACTION)]]
+    final = [e for e in log_rows if e["rung"] == len(rungs) - 1]
+    chosen = _pick(final, lambda e: e["params"])
+    gen, train = build_configs(spec.name, d, cands[chosen["candidate"]], full, seed)
+    genre = _train_cached(setup, gen, train)
+    paper_rows = score(genre, setup, factuals, paper_grid)
+    best_rows = score(genre, setup, factuals, best_grid)
+    paper = _pick(paper_rows, lambda r: r["sampling"]["k"])["sampling"]
+    best = _pick(best_rows, lambda r: r["sampling"]["k"])["sampling"]
+    gen_dict = {k: v for k, v in asdict(gen).items() if k != "d"}
+    train_dict = asdict(replace(train, seed=0))  # the recipe's seed follows the protocol's at use
+    recipe = {"dataset": spec.name, "generator": gen_dict, "train": train_dict,
+              "sampling": {"paper": paper, "best": best},
+              "chosen_by": f"genre tune --dataset {dataset} (seed {seed}, {len(factuals)} tuning factuals)"}
+    return {"dataset": spec.name, "seed": seed, "n_fit_rows": len(setup.X_train), "n_val_rows": len(setup.X_test),
+            "n_factuals": len(factuals), "objective": {"target_validity": TARGET_VALIDITY,
+            "target_plausibility": TARGET_PLAUSIBILITY, "penalty": PENALTY, "tie": TIE},
+            "rungs": rungs, "training_search": log_rows, "chosen_candidate": chosen["candidate"],
+            "sampling_search": {"paper": paper_rows, "best": best_rows}, "recipe": recipe,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="adult, compas or heloc (a spec file works too)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tuning split and models (default: %(default)s)")
+    parser.add_argument("--max-factuals", type=int, default=500, help="tuning factuals scored (default: %(default)s)")
+    parser.add_argument("--log", type=Path, help="search log JSON (default: docs/tuning/<dataset>.json)")
+    parser.add_argument("--recipe-out", type=Path, help=f"chosen recipe (default: {RECIPE_DIR}/<dataset>.json)")
+
+
+def main(args: argparse.Namespace) -> int:
+    result = tune(args.dataset, seed=args.seed, max_factuals=args.max_factuals)
+    name = result["dataset"]
+    log_path = args.log or Path("docs/tuning") / f"{name}.json"
+    recipe_path = args.recipe_out or RECIPE_DIR / f"{name}.json"
+    for path, data in ((log_path, result), (recipe_path, result["recipe"])):
+        files.write_json(path, data)
+    r = result["recipe"]
+    print(f"{name}: chose {r['generator']} lambda {r['train']['pairs']['lam']} target_lof "
+          f"{r['train']['pairs']['target_lof']}; paper rule {r['sampling']['paper']}; best {r['sampling']['best']} "
+          f"in {result['seconds']:.0f} s\nwrote {log_path} and {recipe_path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Ingest: incoming batches checked against the contract, the versioned training store, data-set specs."""

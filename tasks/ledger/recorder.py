@@ -1,0 +1,203 @@
+"""Every answer the served `genre-recourse` model gives, recorded in the recourse ledger's database.
+
+Two tables, one transaction per request: each `ok` recourse goes into the ledger's `recourse` table (the
+rows monitoring re-judges under later champions, exactly like batch-issued recourse), and every answered
+row, whatever its status, into `served_answer` (request id, row, status, reason, the applicant's values as
+sent, and the id of its `recourse` entry when one was issued). (request id, row) is unique: the
+idempotency key that lets spooled rows be replayed exactly once.
+
+A ledger that cannot be written never loses the answer: the applicant still gets it (with `ledger_id`
+None), the failure is logged, and the rows are appended to `GENRE_HOME/serving/ledger-spool.jsonl`
+(`tasks.ledger.spool`), replayed at the next successful write and by `genre ledger replay`. A locked SQLite
+ledger is waited for `GENRE_LEDGER_TIMEOUT` seconds (default 5) before the rows are spooled.
+`GENRE_SERVING_LEDGER=off` turns recording off (registration sets it while MLflow validates the input
+example, which calls `predict`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from datetime import datetime, timezone
+
+import pandas as pd
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, insert, select, tuple_
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from genre.core.datasets import DatasetSpec, coerce_frame
+from genre.core.serving import OK
+from tasks.ledger import spool as ledger_spool
+from tasks.ledger.db import Ledger, RecourseEntry, ledger_url
+
+log = logging.getLogger(__name__)
+LEDGER_SWITCH = "GENRE_SERVING_LEDGER"
+TIMEOUT = "GENRE_LEDGER_TIMEOUT"
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class ServedAnswer(_Base):
+    """One answered row of one request to the served recourse model."""
+
+    __tablename__ = "served_answer"
+    __table_args__ = (Index("ux_served_answer_request_row", "request_id", "row", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    row: Mapped[int] = mapped_column(Integer)
+    applicant_id: Mapped[str] = mapped_column(String(128))
+    dataset: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    applicant: Mapped[dict] = mapped_column(JSON)  # the values as sent (strings), also for invalid rows
+    answer: Mapped[dict] = mapped_column(JSON)  # the answer row as returned
+    recourse_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its `recourse` entry, when ok
+    classifier_version: Mapped[str] = mapped_column(String(32))
+    generator_version: Mapped[str] = mapped_column(String(32))
+
+
+def recording_enabled() -> bool:
+    return os.environ.get(LEDGER_SWITCH, "on").strip().lower() not in {"off", "0", "false", "no"}
+
+
+class ServingLedger:
+    """Writes a request's answers; opened lazily on the first request (the URL is read then)."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or ledger_url()
+        self._ledger: Ledger | None = None
+
+    def _open(self) -> Ledger:
+        if self._ledger is None:
+            ledger = Ledger(self.url, timeout=float(os.environ.get(TIMEOUT, "5")))
+            try:
+                _Base.metadata.create_all(ledger.engine)
+                for index in ServedAnswer.__table__.indexes:  # a ledger made before the key existed gets it
+                    index.create(ledger.engine, checkfirst=True)
+            except Exception:
+                ledger.dispose()
+                raise
+            self._ledger = ledger
+        return self._ledger
+
+    def _reset(self) -> None:
+        """Forget the engine after a failure: a replaced or repaired database file is opened afresh."""
+        if self._ledger is not None:
+            self._ledger.dispose()
+            self._ledger = None
+
+    def record(self, applicants: pd.DataFrame, answers: pd.DataFrame, *, spec: DatasetSpec,
+               versions: dict[str, str], applicant_ids: list[str] | None = None) -> list[int | None]:
+        """Record every row (one transaction); returns served_answer ids, or Nones if the ledger failed (the
+        rows are spooled). After a successful write, rows spooled earlier are replayed."""
+        request_id = uuid.uuid4().hex
+        ids = applicant_ids or [f"{request_id[:12]}#{i + 1}" for i in range(len(answers))]
+        rows = _rows(applicants, answers, spec, versions, request_id, ids)
+        try:
+            written = self._write(rows)
+        except Exception:  # any database error: the answer must still reach the applicant
+            log.exception("ledger %s could not record request %s; spooling %d rows", self.url, request_id, len(rows))
+            self._reset()
+            try:
+                ledger_spool.append(rows, self.url)
+            except OSError:
+                log.exception("could not spool %d ledger rows to %s either", len(rows), ledger_spool.spool_path())
+            return [None] * len(rows)
+        try:
+            self.replay(wait=False)  # whoever holds the spool's lock is replaying it already
+        except Exception:
+            log.exception("ledger %s: replaying the spool failed; the rows stay spooled", self.url)
+            self._reset()
+        return written
+
+    def replay(self, wait: bool = True) -> dict:
+        """Write the spooled rows this ledger lacks, exactly once; see `tasks.ledger.spool.replay`."""
+        return ledger_spool.replay(self.url, self._write_missing, wait=wait)
+
+    def _write(self, rows: list[dict]) -> list[int]:
+        with Session(self._open().engine) as session, session.begin():
+            return self._add(session, rows)
+
+    def _write_missing(self, rows: list[dict]) -> tuple[int, int]:
+        """Insert the rows whose (request id, row) key is absent, in one transaction: (written, already there)."""
+        keys = [(r["served"]["request_id"], r["served"]["row"]) for r in rows]
+        with Session(self._open().engine) as session, session.begin():
+            present = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                present |= set(session.execute(
+                    select(ServedAnswer.request_id, ServedAnswer.row)
+                    .where(tuple_(ServedAnswer.request_id, ServedAnswer.row).in_(chunk))).all())
+            missing = [r for r, k in zip(rows, keys) if k not in present]
+            self._add(session, missing)
+        return len(missing), len(rows) - len(missing)
+
+    @staticmethod
+    def _add(session: Session, rows: list[dict]) -> list[int]:
+        """Two bulk INSERT ... RETURNING statements (one per table) rather than a flush per row: the ids come
+        back in the rows' order, so each served row points at its own recourse entry."""
+        if not rows:
+            return []
+        issued = [r["issued"] for r in rows if r["issued"] is not None]
+        recourse_ids = iter(session.scalars(
+            insert(RecourseEntry).returning(RecourseEntry.id, sort_by_parameter_order=True), issued).all()
+            if issued else [])
+        served = [dict(r["served"], recourse_id=next(recourse_ids) if r["issued"] is not None else None)
+                  for r in rows]
+        return list(session.scalars(
+            insert(ServedAnswer).returning(ServedAnswer.id, sort_by_parameter_order=True), served).all())
+
+    def answers(self) -> pd.DataFrame:
+        """Every served_answer row, oldest first (for tests and audits)."""
+        engine = self._open().engine
+        columns = [c.name for c in ServedAnswer.__table__.columns]
+        with Session(engine) as session:
+            found = session.query(ServedAnswer).order_by(ServedAnswer.id).all()
+            return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in found], columns=columns)
+
+    def dispose(self) -> None:
+        if self._ledger is not None:
+            self._ledger.dispose()
+
+
+def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, versions: dict[str, str],
+          request_id: str, ids: list[str]) -> list[dict]:
+    dataset, features = spec.name, list(spec.features)
+    now = datetime.now(timezone.utc)
+    sent = applicants.reset_index(drop=True).astype(object)
+    sent = sent.where(sent.notna(), None)
+    factuals = _typed_factuals(sent, answers, spec)
+    out = []
+    for i, a in enumerate(answers.to_dict(orient="records")):
+        applicant = {c: _text(sent.at[i, c]) for c in sent.columns}
+        issued = None
+        if a["status"] == OK:
+            issued = dict(
+                requested_at=now, batch_id=f"serve-{request_id[:24]}", applicant_id=ids[i], dataset=dataset,
+                factual=factuals[i],
+                recourse={f: a[f] for f in features}, cost=a["cost"], score_factual=a["score"],
+                score_recourse=a["probability"], classifier_version=versions["classifier_version"],
+                generator_version=versions["generator_version"])
+        served = dict(answered_at=now, request_id=request_id, row=i + 1, applicant_id=ids[i], dataset=dataset,
+                      status=a["status"], reason=a["reason"], applicant=applicant, answer=a,
+                      classifier_version=versions["classifier_version"],
+                      generator_version=versions["generator_version"])
+        out.append({"key": f"{request_id}#{i + 1}", "issued": issued, "served": served})
+    return out
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _typed_factuals(sent: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec) -> dict[int, dict]:
+    """Row -> the factual in the applicant's typed units (as batch recourse stores it), for the ok rows."""
+    ok = [i for i, s in enumerate(answers["status"]) if s == OK]
+    if not ok:
+        return {}
+    typed = coerce_frame(sent.loc[ok, list(spec.features)], spec, source="request")
+    return dict(zip(ok, json.loads(typed.to_json(orient="records"))))

@@ -1,0 +1,1 @@
+"""Monitoring a new champion: claim the version, build the Evidently reports, log them."""

@@ -1,0 +1,1 @@
+"""The MLflow model registry: the classifier/generator pair, its aliases, promotion and reconciliation."""

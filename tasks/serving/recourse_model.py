@@ -1,0 +1,170 @@
+"""`genre-recourse`: the champion pair served as one MLflow pyfunc model (a thin adapter).
+
+`load_context` rebuilds the encoder, h and the generator from the pair's checkpoints; `predict` delegates
+to `genre.core.serving.answer` and records every answered row in the ledger (`tasks.ledger.recorder`). It is
+registered in the same MLflow run as its pair, tagged with both versions, and moves `champion` with them
+(`tasks.registry.client.move_champion`).
+
+The input signature types every feature as `Any` on purpose: MLflow enforces column types before
+`predict`, so with typed columns a single `"abc"` in `age` would fail the whole request with a 400;
+`genre.core.serving` checks each row against the data set's spec instead and marks only that row
+`invalid_input`. A missing column still fails the request (the columns are required).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, ColSpec, Schema
+
+from genre.core.serving import answer, answer_columns
+from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, load_json
+from tasks.training.pyfunc_models import PIP_REQUIREMENTS
+from tasks.ledger.recorder import LEDGER_SWITCH, ServingLedger, recording_enabled
+from tasks.settings import GENERATOR_MODEL, RECOURSE_MODEL
+
+ID_COLUMN = "applicant_id"
+FOLLOW = "GENRE_SERVE_FOLLOW"  # seconds between checks of the champion pair; unset or 0: serve a pinned pair
+log = logging.getLogger(__name__)
+# Recourse needs SQLAlchemy for the ledger on top of what the other two models need.
+RECOURSE_REQUIREMENTS = [*PIP_REQUIREMENTS, "sqlalchemy==2.1.9"]
+
+
+class RecourseModel(mlflow.pyfunc.PythonModel):
+    """Artifacts: `classifier` (h), `encoder`, `genre` (generator + support + second opinion), `sampling`, `pair`.
+
+    With `GENRE_SERVE_FOLLOW=<seconds>` (set by `make serve` / `tasks.serving.serve`), a thread re-resolves the
+    champion pair every that many seconds (`registry.resolve_champion`, the rule batch recourse and
+    monitoring use) and swaps in the new pair's generator and classifier when it changed; while the champion
+    cannot be resolved (`MixedChampion`), requests are refused with that reason. Otherwise the model serves
+    the pair it was registered with.
+    """
+
+    def load_context(self, context) -> None:
+        a = context.artifacts
+        self._lock = threading.Lock()
+        self._refusal: str | None = None
+        self.genre = load_genre(a["genre"], encoder=load_encoder(a["encoder"]), classifier=load_classifier(a["classifier"]))
+        self.sampling = load_json(a["sampling"], "sampling settings")
+        self.pair = load_json(a["pair"], "pair versions")
+        self.ledger = ServingLedger() if recording_enabled() else None
+        seconds = float(os.environ.get(FOLLOW, "0") or 0)
+        if seconds > 0:
+            threading.Thread(target=self._follow, args=(seconds,), name="follow-champion", daemon=True).start()
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        with self._lock:  # one consistent pair per request, even while a new one is swapped in
+            genre, sampling, pair, refusal = self.genre, self.sampling, self.pair, self._refusal
+        if refusal is not None:
+            raise RuntimeError(refusal)
+        out = answer(model_input, genre, **sampling)
+        ids = (model_input[ID_COLUMN].astype(str).tolist() if ID_COLUMN in model_input.columns else None)
+        if self.ledger is not None:
+            out["ledger_id"] = self.ledger.record(model_input, out, spec=genre.spec, versions=pair, applicant_ids=ids)
+        else:
+            out["ledger_id"] = None
+        out["classifier_version"] = pair["classifier_version"]
+        out["generator_version"] = pair["generator_version"]
+        return out.astype(object).where(out.notna(), None)
+
+    def _follow(self, seconds: float) -> None:
+        while True:
+            time.sleep(seconds)
+            try:
+                self.check_champion()
+            except Exception:  # the registry briefly unreachable, say: keep serving what we have
+                log.exception("could not check the champion; still serving classifier v%s + generator v%s",
+                              self.pair["classifier_version"], self.pair["generator_version"])
+
+    def check_champion(self) -> bool:
+        """Load the resolved champion pair if it differs from the one served; True when it changed."""
+        from tasks.registry.client import MixedChampion, resolve_champion
+
+        try:
+            champion = resolve_champion()
+        except MixedChampion as exc:
+            if self._refusal != str(exc):
+                log.warning("refusing requests: %s", exc)
+            with self._lock:
+                self._refusal = str(exc)
+            return False
+        if champion.classifier_version is None:
+            return False
+        wanted = {"classifier_version": champion.classifier_version, "generator_version": champion.generator_version}
+        if {k: self.pair[k] for k in wanted} == wanted and self._refusal is None:
+            return False
+        for warning in champion.warnings:
+            log.warning("%s", warning)
+        # The generator version's GenRe folder holds the generator, the h it was trained against (that is the
+        # classifier version) and its encoder: everything a pair needs, whether or not a recourse model bundles it.
+        adapter = mlflow.pyfunc.load_model(f"models:/{GENERATOR_MODEL}/{champion.generator_version}").unwrap_python_model()
+        with self._lock:
+            self.genre, self.sampling = adapter.genre, adapter.sampling
+            self.pair = {**wanted, "run_id": None}
+            self._refusal = None
+        log.warning("now serving the champion classifier v%s + generator v%s", *wanted.values())
+        return True
+
+
+def signature(spec) -> ModelSignature:
+    """Features as required `Any` columns (see the module docstring), an optional applicant id; typed output."""
+    inputs = Schema([ColSpec(AnyType(), f) for f in spec.features] + [ColSpec(AnyType(), ID_COLUMN, required=False)])
+    numeric = {"cost", "score", "probability"}
+    outputs = [ColSpec("string", "status")] + [
+        ColSpec("double" if c in numeric else "string" if c in spec.categorical or c in ("reason", "changed")
+                else "long" if c in spec.integer else "double", c, required=False)
+        for c in answer_columns(spec)[1:]
+    ] + [ColSpec("long", "ledger_id", required=False), ColSpec("string", "classifier_version"),
+         ColSpec("string", "generator_version")]
+    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
+
+
+@contextmanager
+def _no_ledger():
+    """MLflow calls `predict` on the input example while logging: those rows are not answers to anyone."""
+    before = os.environ.get(LEDGER_SWITCH)
+    os.environ[LEDGER_SWITCH] = "off"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LEDGER_SWITCH, None)
+        else:
+            os.environ[LEDGER_SWITCH] = before
+
+
+def recourse_artifacts(run_dir: Path, classifier_version: str, generator_version: str, run_id: str) -> dict[str, str]:
+    """Write the pair's versions beside the run's checkpoints; the artifact paths the model bundles."""
+    pair = run_dir / "pair.json"
+    pair.write_text(json.dumps({"classifier_version": str(classifier_version),
+                                "generator_version": str(generator_version), "run_id": run_id}))
+    return {"classifier": str(run_dir / "classifier.pt"), "encoder": str(run_dir / "encoder.json"),
+            "genre": str(run_dir / "genre"), "sampling": str(run_dir / "sampling.json"), "pair": str(pair)}
+
+
+def register_recourse_model(run_id: str, run_dir: Path, example: pd.DataFrame, tags: dict[str, object],
+                            classifier_version: str, generator_version: str) -> str:
+    """Log `genre-recourse` into the pair's active run and register it with its tags (the pair's versions
+    included) in one call; its version. The caller sets aliases once the run has finished."""
+    artifacts = recourse_artifacts(run_dir, classifier_version, generator_version, run_id)
+    adapter = RecourseModel()
+    with _no_ledger():
+        adapter.load_context(SimpleNamespace(artifacts=artifacts))
+        spec = adapter.genre.spec
+        example = example[list(spec.features)].reset_index(drop=True)
+        info = mlflow.pyfunc.log_model(
+            name="recourse", python_model=RecourseModel(), artifacts=artifacts, signature=signature(spec),
+            input_example=example, pip_requirements=RECOURSE_REQUIREMENTS,
+        )
+    tags = {**tags, "classifier_version": classifier_version, "generator_version": generator_version}
+    return str(mlflow.register_model(info.model_uri, RECOURSE_MODEL, tags={k: str(v) for k, v in tags.items()}).version)

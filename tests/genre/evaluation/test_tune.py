@@ -1,0 +1,86 @@
+"""`genre tune` chooses settings inside the training split and never opens the test split."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from genre.core import datasets
+from genre.evaluation import tune as tune_mod
+from genre.core.settings import Settings
+from genre.core.train_generator import Sampling, load_recipe
+from genre.evaluation.tune import objective, tune
+
+TINY_GRID = {"lam": (5.0, 20.0), "target_lof": (0,), "size": ("small",)}
+
+
+@pytest.fixture()
+def train_only(tmp_path, monkeypatch) -> tuple[Settings, list[str]]:
+    """A data folder holding compas' training file alone, and a resolver that fails on any test split."""
+    src = Path(datasets.resolve_file(datasets.COMPAS, "train", Settings.from_env().data_dir))
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(src, data / src.name)
+    opened: list[str] = []
+    real = datasets.resolve_file
+
+    def guarded(spec, split, data_dir=None):
+        opened.append(split)
+        if split != "train":
+            raise AssertionError(f"tuning asked for the {split} split")
+        return real(spec, split, data_dir)
+
+    monkeypatch.setattr(tune_mod, "resolve_file", guarded)
+    monkeypatch.setattr(datasets, "resolve_file", guarded)
+    monkeypatch.setenv("GENRE_TUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tune_mod, "read_table", _recording(tune_mod.read_table, opened))
+    return Settings(home=tmp_path / "home", data_dir=data), opened
+
+
+def _recording(read, opened):
+    def wrapper(path, spec, **kw):
+        opened.append(Path(path).name)
+        return read(path, spec, **kw)
+
+    return wrapper
+
+
+def test_tuning_reads_the_training_file_alone_and_writes_a_loadable_recipe(train_only, tmp_path):
+    settings, opened = train_only
+    result = tune("compas", settings=settings, grid=TINY_GRID, epochs=3, max_factuals=60,
+                  paper_grid=[Sampling("max_prob", 0.1, 10), Sampling("max_prob", 1.0, 10)],
+                  best_grid=[Sampling("min_cost", 0.5, 10), Sampling("robust_min_cost", 0.5, 10, 0.6)])
+    assert set(opened) == {"train", "compas_train.csv"}
+    assert not any("test" in name for name in opened)
+    # Successive halving: both candidates start, one goes on to the full epochs.
+    assert [e["rung"] for e in result["training_search"]] == [0, 0, 1]
+    assert result["training_search"][-1]["epochs"] == 3
+    assert len(result["sampling_search"]["paper"]) == 2 and len(result["sampling_search"]["best"]) == 2
+    chosen = min(result["sampling_search"]["best"], key=lambda r: r["objective"])
+    assert result["recipe"]["sampling"]["best"] == chosen["sampling"]
+    out = tmp_path / "recipes"
+    out.mkdir()
+    (out / "compas.json").write_text(json.dumps(result["recipe"]))
+    r = load_recipe("compas", 7, directory=out)
+    assert r.train.pairs.lam in TINY_GRID["lam"] and r.best == Sampling(**result["recipe"]["sampling"]["best"])
+    # A rerun resumes from the cache: no candidate is trained again.
+    again = tune("compas", settings=settings, grid=TINY_GRID, epochs=3, max_factuals=60,
+                 paper_grid=[Sampling("max_prob", 0.1, 10)], best_grid=[Sampling("min_cost", 0.5, 10)])
+    assert [e["train_seconds"] for e in again["training_search"]] == [e["train_seconds"] for e in result["training_search"]]
+
+
+def test_objective_is_cost_plus_the_shortfall_penalty():
+    assert objective({"cost": 0.4, "validity": 0.99, "plausibility": 0.96}) == pytest.approx(0.4)
+    assert objective({"cost": 0.4, "validity": 0.96, "plausibility": 0.95}) == pytest.approx(0.4 + 0.1)
+
+
+def test_a_broken_recipe_file_names_itself(tmp_path):
+    (tmp_path / "compas.json").write_text(json.dumps({"generator": {}}))
+    with pytest.raises(ValueError, match=r"compas\.json"):
+        load_recipe("compas", 7, directory=tmp_path)
+
+
+def test_without_a_recipe_file_the_default_says_so(tmp_path):
+    assert "genre tune --dataset nosuch" in load_recipe("nosuch", 3, directory=tmp_path).source
