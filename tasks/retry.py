@@ -10,8 +10,9 @@ class PermanentError(RuntimeError):
     """An error that retrying cannot mend (the state or the input must change first)."""
 
 
-# ValueError covers bad parameters and a model of another data set; LookupError a missing registry entry.
-PERMANENT = (PermanentError, DataError, FileNotFoundError, IsADirectoryError, ValueError, LookupError, TypeError)
+# ValueError covers bad parameters and a model of another data set; LookupError a missing registry entry;
+PERMANENT = (PermanentError, DataError, FileNotFoundError, IsADirectoryError, ValueError, LookupError, TypeError,
+             ImportError)  # ImportError: e.g. a model pickled under a module path that no longer exists
 
 
 def transient_only(task, task_run, state) -> bool:
