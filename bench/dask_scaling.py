@@ -72,7 +72,7 @@ def measure(stack, args) -> dict:
         s = issue_recourse(str(files[args.rows]), dataset=spec.name, out=str(folder / f"w{workers}.parquet"),
                            cluster="local", workers=workers, partition_rows=10_000)
         runs[workers] = {k: s[k] for k in ("applicants", "rejected", "issued", "partitions", "answer_seconds",
-                                           "rows_per_second", "total_seconds")}
+                                           "rows_per_second", "total_seconds", "partition_seconds")}
         print(f"{workers} worker(s): {runs[workers]}", flush=True)
     return {"sample": args.sample, "identical": bool(identical), "sample_issued": [one["issued"], two["issued"]],
             "sample_seconds": {"in_process": one["answer_seconds"], "dask_2_workers": two["answer_seconds"]},

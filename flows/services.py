@@ -267,11 +267,14 @@ def start_dask(stack: Stack, workers: int) -> str:
     dask = str(Path(sys.executable).with_name("dask"))
     env = base_env(stack) | {"OMP_NUM_THREADS": "1"}
     address = f"tcp://127.0.0.1:{stack.dask_port}"
-    procs.spawn(stack.dask_folder, "scheduler", [dask, "scheduler", "--host", "127.0.0.1", "--port",
-                                                 str(stack.dask_port), "--no-dashboard"], env, cwd=REPO)
-    procs.spawn(stack.dask_folder, "workers", [dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1",
-                                               "--no-dashboard", "--local-directory", str(stack.dask_folder / "work")],
-                env, cwd=REPO)
+    # Every listening socket on loopback: the comms (--host) and the HTTP endpoints (health, metrics), which
+    # would otherwise bind 0.0.0.0 even with the dashboard off.
+    local = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
+    procs.spawn(stack.dask_folder, "scheduler", [dask, "scheduler", "--host", "127.0.0.1", "--port", str(stack.dask_port),
+                                                 *local], env, cwd=REPO)
+    procs.spawn(stack.dask_folder, "workers", [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", str(workers),
+                                               "--nthreads", "1", *local,
+                                               "--local-directory", str(stack.dask_folder / "work")], env, cwd=REPO)
     from distributed import Client
 
     with Client(address, timeout=120) as client:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def answer_partition(job: Job, part: Path) -> dict:
     """Recourse for one partition: ledger rows in one transaction, results in `out-<n>.parquet` beside it."""
     from tasks.serving.batch import RecourseBatch, ledger_entries, results_table
 
+    started = time.monotonic()
     pair = _pair(job)
     frame = pd.read_parquet(part)
     ids, table = frame[ID_COLUMN].tolist(), frame.drop(columns=[ID_COLUMN])
@@ -143,7 +145,7 @@ def answer_partition(job: Job, part: Path) -> dict:
     out = part.with_name(part.name.replace("in-", "out-"))
     results.to_parquet(out, index=False)
     return {"part": str(out), "applicants": len(table), "rejected": len(rows), "issued": len(issued),
-            "cost_sum": float(sum(i.cost for i in issued))}
+            "cost_sum": float(sum(i.cost for i in issued)), "seconds": time.monotonic() - started}
 
 
 def _answer_block(job: Job, pair, table: pd.DataFrame) -> tuple:

@@ -86,6 +86,19 @@ def test_postgres_listens_on_loopback_only_with_a_private_password(stack):
     assert not list(stack.prefect_home.glob("*.db"))
 
 
+def test_every_service_listens_on_loopback_only(stack):
+    import psutil
+
+    pids = {int((stack.pgdata / "postmaster.pid").read_text().split()[0]), services._prefect_pid(stack)}
+    for folder, name in ((stack.folder / "mlflow", "server"), (stack.dask_folder, "scheduler"),
+                         (stack.dask_folder, "workers")):
+        pids |= set(procs.group_members(os.getpgid(procs.read(folder, name)["pid"])))
+    listening = [c for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert {c.laddr.port for c in listening} >= {stack.pg_port, stack.mlflow_port, stack.prefect_port, stack.dask_port}
+    assert {c.laddr.ip for c in listening} == {"127.0.0.1"}, [(c.pid, c.laddr) for c in listening]
+
+
 @pytest.fixture(scope="module")
 def champion(stack):
     """compas ingested, a tiny pair trained, registered and promoted through the real flows on the stack."""
