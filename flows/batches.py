@@ -9,7 +9,11 @@
   the training range (compas: priors_count and length_of_stay). Labels stay the real ones.
 - **corrupted batch**: held-out rows with three kinds of damage the contract must catch: empty cells
   in a numeric column, an unknown category, and a value ten training ranges out of range.
-- **applicants**: other held-out rows, without their labels, given to the issue-recourse flow.
+- **applicants**: other held-out rows with an `applicant_id`, without their labels, given to the issue-recourse
+  flow (half by the first champion, half by the second).
+- **acted-on-recourse batch** (issue 13): training rows the champion rejects, moved three quarters of the
+  way to the recourse its generator gives them, keeping their own real labels (`acted_on_recourse_batch`,
+  `flows/promise_story.py`).
 """
 from __future__ import annotations
 
@@ -55,4 +59,17 @@ def corrupted_batch(source: pd.DataFrame, train: pd.DataFrame, spec: DatasetSpec
     f = numeric[-1]
     lo, hi = train[f].min(), train[f].max()
     out.loc[[3], f] = hi + 10 * (hi - lo)  # far out of range
+    return out
+
+
+def acted_on_recourse_batch(rejected: pd.DataFrame, recourse: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The performative batch (issue 13's story): applicants the champion rejected acted on (part of) the
+    recourse its generator gave them, and their outcomes came in unchanged: each row is the profile they
+    reached (`recourse`, the applicant's units) with the applicant's own real label (`rejected[spec.target]`).
+    Recourse moves features, not the person behind them, so a classifier retrained on these rows moves its
+    boundary out, past recourse already issued."""
+    if len(recourse) != len(rejected):
+        raise ValueError(f"{len(recourse)} recourses for {len(rejected)} rejected rows")
+    out = recourse[list(spec.features)].reset_index(drop=True).copy()
+    out[spec.target] = rejected[spec.target].to_numpy()
     return out

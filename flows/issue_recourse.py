@@ -73,14 +73,14 @@ def issue_recourse(
         log.warning("%s", warning)
     pair = load_champion_pair(spec.name)
     started = time.monotonic()
-    table, ids = batch.read_applicants_file(path, spec)
+    table, ids, real_ids = batch.read_applicants_file(path, spec)
     shown = whole_as_integers(table, pair.encoder)
     batch_id = new_batch_id(path)
     job = Job(dataset=spec.name, classifier_version=pair.classifier_version, generator_version=pair.generator_version,
               tracking_uri=settings.mlflow_uri, ledger_url=ledger_url(settings.home), batch_id=batch_id,
               k=k or settings.training.k, temperature=settings.training.temperature if temperature is None else temperature,
               select=select or settings.training.select, seed=seed,
-              whole_columns=tuple(c for c in table.columns if shown[c].dtype != table[c].dtype))
+              whole_columns=tuple(c for c in table.columns if shown[c].dtype != table[c].dtype), real_ids=real_ids)
     batch.remember(job, pair)
     folder = settings.home / "batches" / batch_id
     parts = batch.write_partitions(table, ids, folder, partition_rows)
@@ -109,6 +109,7 @@ def issue_recourse(
         "classifier_version": pair.classifier_version,
         "generator_version": pair.generator_version,
         "batch_id": batch_id,
+        "ledger_ids": [i for d in done for i in d["ledger_ids"]],  # in input order
         "partitions": len(parts),
         "engine": cluster or "in-process",
         "workers": workers if cluster == "local" else None,
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     summary = issue_recourse(args.applicants, dataset=args.dataset, out=args.out, select=args.select, seed=args.seed,
                              partition_rows=args.partition_rows, cluster=args.cluster, workers=args.workers)
-    print(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k != "ledger_ids"}, indent=1))
 
 
 if __name__ == "__main__":

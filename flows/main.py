@@ -4,8 +4,14 @@ SQLite under the story's folder).
 1. the training split arrives as the first batch: ingested, h and the generator trained, registered and
    promoted; recourse issued to a batch of applicants (recorded in the ledger);
 2. a shifted batch of held-out rows (see `flows/batches.py`) arrives: ingested, retrained, promoted, then
-   monitored (data drift, prediction drift, and how many issued recourses survive the new h);
-3. a corrupted batch arrives: quarantined with its summary, the champion unchanged.
+   monitored (data drift, prediction drift, and how many issued recourses survive the new h); the new
+   champion issues recourse to a second batch of applicants;
+3. recourse is a promise (issue 13, docs/promise.md): a batch of applicants who acted on their recourse,
+   with their own outcomes, arrives; the challenger trained on it would refuse more than the commitment
+   gate's share of the recourse already issued, so it is blocked. A second challenger trained with the
+   issued recourses as weighted favourable rows (`retrain --keep-promise`) keeps the promise and is
+   promoted, then monitored (validity over time, every champion version);
+4. a corrupted batch arrives: quarantined with its summary, the champion unchanged.
 Each run gets its own folder `<GENRE_HOME>/story-<name>-<time>`, so earlier runs are kept; a finished story
 becomes the state of GENRE_HOME (`<GENRE_HOME>/current`, see `tasks.home`) for every other entry point.
 
@@ -61,9 +67,13 @@ def story(dataset: str, home: Path, config: str | None = None) -> dict:
     out["retrain_1"] = retrain(dataset=spec.name, config=config)
     if not out["retrain_1"]["promoted"]:
         raise RuntimeError(f"the first pair failed its gates: {out['retrain_1']['gates']}")
-    monitor(version=out["retrain_1"]["classifier_version"])  # the first champion's baseline audit
-    applicants = _drop(parts["applicants"][list(spec.features)], settings.home / "applicants", "applicants-001.csv")
+    people = parts["applicants"][list(spec.features)].copy()
+    people.insert(0, "applicant_id", [f"A{i + 1:05d}" for i in range(len(people))])
+    half = len(people) // 2
+    applicants = _drop(people.iloc[:half], settings.home / "applicants", "applicants-001.csv")
     out["recourse"] = issue_recourse(applicants=str(applicants), dataset=spec.name)
+    # The first champion's baseline audit, its own recourse included (the first point of validity over time).
+    monitor(version=out["retrain_1"]["classifier_version"])
 
     size = min(max(MIN_SHIFT_ROWS, len(train) // 10), 3 * len(parts["shift"]) // 4)
     print(f"\n=== 2. shifted batch: {size} held-out rows, seeded shift (flows/batches.py) ===", flush=True)
@@ -71,16 +81,24 @@ def story(dataset: str, home: Path, config: str | None = None) -> dict:
     out["ingest_2"] = ingest(dataset=spec.name, config=config)
     out["retrain_2"] = retrain(dataset=spec.name, config=config)
     out["monitor"] = monitor(version=out["retrain_2"]["classifier_version"]) if out["retrain_2"]["promoted"] else None
+    applicants = _drop(people.iloc[half:], settings.home / "applicants", "applicants-002.csv")
+    out["recourse_2"] = issue_recourse(applicants=str(applicants), dataset=spec.name)
 
-    print("\n=== 3. corrupted batch: nulls, an unknown category, an out-of-range value ===", flush=True)
+    from flows.promise_story import keep_the_promise
+
+    out.update(keep_the_promise(spec, train, incoming, settings, config, max(MIN_SHIFT_ROWS, len(train) // 10)))
+
+    print("\n=== 4. corrupted batch: nulls, an unknown category, an out-of-range value ===", flush=True)
     before = champion_versions(settings)
-    _drop(corrupted_batch(parts["corrupt"], train, spec), incoming, "batch-003-corrupted.csv")
+    _drop(corrupted_batch(parts["corrupt"], train, spec), incoming, "batch-004-corrupted.csv")
     out["ingest_3"] = ingest(dataset=spec.name, config=config)
     out["champion_before_corrupt"], out["champion_after_corrupt"] = before, champion_versions(settings)
     return out
 
 
 def summary(out: dict) -> str:
+    from flows.promise_story import promise_lines
+
     r1, r2, mon = out["retrain_1"], out["retrain_2"], out["monitor"] or {}
     lines = [f"\n==================== genre pipeline: {out['dataset']} ====================",
              f"story folder: {out['home']}"]
@@ -94,13 +112,14 @@ def summary(out: dict) -> str:
         if "factuals_already_favourable" in fig:
             lines.append(f"  factuals already favourable to the judge: {fig['factuals_already_favourable']:.1%}")
         for g in r["gates"]:
-            lines.append(f"  gate {g['name']:<24} {g['figure']:.3f} >= {g['threshold']:.3f}  {'pass' if g['passed'] else 'FAIL'}")
+            lines.append(f"  gate {g['name']:<24} {g['figure']:.3f} {g.get('op', '>=')} {g['threshold']:.3f}  "
+                         f"{'pass' if g['passed'] else 'FAIL'}")
             if g.get("warning"):
                 lines.append(f"    {g['warning']}")
-    rec = out["recourse"]
-    lines.append(f"recourse issued: {rec['issued']} of {rec['rejected']} rejected applicants (of {rec['applicants']}), "
-                 f"mean cost {rec['mean_cost'] if rec['mean_cost'] is None else round(rec['mean_cost'], 3)}, "
-                 f"by classifier v{rec['classifier_version']} / generator v{rec['generator_version']}; results {rec['results']}")
+    for rec in (out["recourse"], out["recourse_2"]):
+        lines.append(f"recourse issued: {rec['issued']} of {rec['rejected']} rejected applicants (of {rec['applicants']}), "
+                     f"mean cost {rec['mean_cost'] if rec['mean_cost'] is None else round(rec['mean_cost'], 3)}, "
+                     f"by classifier v{rec['classifier_version']} / generator v{rec['generator_version']}; results {rec['results']}")
     drift = mon.get("data_drift") or {}
     lines.append(f"monitoring v{mon.get('classifier_version')} against v{mon.get('previous_version')}: data drift share "
                  f"{drift.get('drift_share')}, drifted columns {drift.get('drifted_columns')}")
@@ -117,6 +136,7 @@ def summary(out: dict) -> str:
             lines.append(f"    {path}")
     if mon.get("plot"):
         lines.append(f"    {mon['plot']}")
+    lines += promise_lines(out)
     for q in out["ingest_3"]:
         lines.append(f"corrupted batch {q['file']}: {q['status']} -> {q.get('quarantined_to')}")
         lines.append(f"  root cause: {q.get('reason')}")

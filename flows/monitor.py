@@ -190,11 +190,21 @@ def _monitor_claimed(version: str, generator_version: str, warnings: list[str], 
         mon.previous_audit_recourse(report_dir_of(url, previous)), audit_frame, judged, thresholds, out_dir
     )
     summary["ledger_validity"] = {v: {"n": n, "still_valid": share} for v, (n, share) in validity.items()}
-    summary["plot"] = mon.plot_validity(mon.validity_history(url, CLASSIFIER_MODEL, spec.name), version, validity, out_dir)
+    history = mon.validity_history(url, CLASSIFIER_MODEL, spec.name)
+    summary["plot"] = mon.plot_validity(history, version, validity, out_dir)
+    summary["validity_over_time"] = mon.validity_over_time_report(history, version, validity, out_dir,
+                                                                  1.0 - settings.commitment.max_voided)
+    summary["commitment_override"] = mon.override_of_version(url, version)
+    if summary["commitment_override"]:
+        o = summary["commitment_override"]
+        get_run_logger().warning("classifier v%s was promoted past the commitment gate by %s (%s): %d of %d issued "
+                                 "recourses voided", version, o["by"], o["reason"], o["voided"], o["rescored"])
     summary["thresholds"] = asdict(thresholds)
     summary["report_dir"] = str(out_dir)
     write_json(summary, out_dir / "summary.json")
     summary["mlflow_run_id"] = mon.log_monitoring_run(settings.mlflow_uri, settings.artifact_root, summary, out_dir)
+    summary["validity_over_time"]["mlflow_run_id"] = mon.log_validity_over_time(
+        settings.mlflow_uri, settings.artifact_root, spec.name, version, validity)
     tag_version(version, summary, settings)
     mon.finish_version(url, CLASSIFIER_MODEL, version, spec.name, str(out_dir), summary["mlflow_run_id"], validity)
     return summary

@@ -91,3 +91,26 @@ class LedgerStillValidCalculation(SingleValueCalculation[LedgerStillValid]):
         if self.metric.issued_by is None:
             return "Ledger recourses still valid (all issuing versions)"
         return f"Ledger recourses issued by classifier v{self.metric.issued_by} still valid"
+
+
+class StillValidUnder(SingleValueMetric):
+    """Validity over time: share of the recourse one classifier version issued that a later champion
+    (`judged_by`) still accepts. Reads a frame of `issued_by`, `judged_by`, `still_valid` rows."""
+
+    issued_by: str
+    judged_by: str
+
+
+class StillValidUnderCalculation(SingleValueCalculation[StillValidUnder]):
+    def calculate(self, context, current_data: Dataset, reference_data: Optional[Dataset]):
+        frame = current_data.as_dataframe()
+        rows = ((frame["issued_by"].astype(str) == str(self.metric.issued_by))
+                & (frame["judged_by"].astype(str) == str(self.metric.judged_by)))
+        values = frame.loc[rows, "still_valid"].to_numpy(dtype=np.float64)
+        if not len(values):
+            raise ValueError(f"no recourse issued by v{self.metric.issued_by} was judged by v{self.metric.judged_by}")
+        return self.result(float(values.mean()))
+
+    def display_name(self) -> str:
+        return (f"Recourse issued by classifier v{self.metric.issued_by} still valid under champion "
+                f"v{self.metric.judged_by}")

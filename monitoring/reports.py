@@ -25,6 +25,7 @@ from monitoring.recourse_metrics import (
     RecourseCost,
     RecoursePlausibility,
     RecourseValidity,
+    StillValidUnder,
 )
 
 # The per-row recourse frame the recourse report reads; audit rows leave the ledger columns empty and back.
@@ -196,3 +197,25 @@ def recourse_frame(
     if not parts:
         return pd.DataFrame(columns=RECOURSE_COLUMNS)
     return pd.concat(parts, ignore_index=True)[RECOURSE_COLUMNS]
+
+
+def build_validity_over_time_report(history: pd.DataFrame, *, floor: float = 0.95):
+    """Validity over time, every version on one report: for each issuing classifier version, the share of its
+    recourse still valid under each champion that judged it (`Ledger.validity_history` rows: monitored_version,
+    issued_by, n, still_valid). Each (issuing, judging) pair is one metric, tested against `floor`
+    (1 - the commitment gate's `max_voided`). The per-recourse rows are rebuilt from the counts exactly:
+    round(share * n) valid and the rest not."""
+    if history.empty:
+        raise ValueError("validity over time: no monitoring run has judged any issued recourse yet")
+    parts, metrics = [], []
+    for row in history.itertuples(index=False):
+        valid = int(round(float(row.still_valid) * int(row.n)))
+        parts.append(pd.DataFrame({"issued_by": str(row.issued_by), "judged_by": str(row.monitored_version),
+                                   "still_valid": [1.0] * valid + [0.0] * (int(row.n) - valid)}))
+    frame = pd.concat(parts, ignore_index=True)
+    pairs = sorted({(str(r.issued_by), str(r.monitored_version)) for r in history.itertuples(index=False)},
+                   key=lambda p: (version_key(p[0]), version_key(p[1])))
+    metrics = [StillValidUnder(issued_by=i, judged_by=j, tests=[gte(floor)]) for i, j in pairs]
+    definition = DataDefinition(numerical_columns=["still_valid"], categorical_columns=["issued_by", "judged_by"])
+    report = Report(metrics, include_tests=True)
+    return report.run(current_data=Dataset.from_pandas(frame, data_definition=definition), reference_data=None)

@@ -30,6 +30,27 @@ class GateConfig:
     plausibility_floor: float = 0.6
 
 
+@dataclass(frozen=True)
+class CommitmentConfig:
+    """Recourse is a promise (issue 13): the commitment gate at promotion and honouring at serving time."""
+
+    window_days: float | None = None  # recourse issued in the last this many days is re-scored; None: all of it
+    max_voided: float = 0.05  # the gate fails when a larger share would no longer be accepted by the challenger
+    honour: bool = True  # serving answers `accepted_by_commitment` to a returning applicant who met the recourse
+    tolerance: float = 0.0  # share of a numeric feature's training range an applicant may fall short by
+    anchor_weight: float = 2.0  # weight of each issued recourse added as a favourable row by `retrain --keep-promise`
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_voided <= 1.0:
+            raise ValueError(f"commitment.max_voided must lie in [0, 1], got {self.max_voided}")
+        if self.window_days is not None and self.window_days <= 0:
+            raise ValueError(f"commitment.window_days must be positive (or null: all), got {self.window_days}")
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ValueError(f"commitment.tolerance must lie in [0, 1), got {self.tolerance}")
+        if self.anchor_weight <= 0:
+            raise ValueError(f"commitment.anchor_weight must be positive, got {self.anchor_weight}")
+
+
 # GenRe's selection rules the pipeline can serve: knn_vote also needs the training rows at answer time.
 PIPELINE_SELECT_RULES = ("max_prob", "min_cost", "robust", "robust_min_cost")
 
@@ -61,6 +82,7 @@ class PipelineSettings:
     mlflow_uri: str
     gates: GateConfig = field(default_factory=GateConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    commitment: CommitmentConfig = field(default_factory=CommitmentConfig)
     experiment: str = EXPERIMENT
 
     @classmethod
@@ -73,6 +95,7 @@ class PipelineSettings:
         settings = cls(
             home=home, data_dir=Path(data_dir).resolve() if data_dir else None, mlflow_uri=uri,
             gates=_section(GateConfig, raw.get("gates")), training=_section(TrainingConfig, raw.get("training")),
+            commitment=_section(CommitmentConfig, raw.get("commitment")),
         )
         return replace(settings, **overrides)
 

@@ -36,7 +36,7 @@ DEFAULT_METHODS = ("genre", "genre-best", "nnr", "wachter", "dice-random", "dice
 COLUMNS = (
     ("method", "method"), ("finished", "finished / n"), ("found", "found"), ("cost", "cost"),
     ("validity", "validity (oracle)"), ("validity_classifier", "validity (h)"),
-    ("plausibility", "plausibility"), ("violation_share", "violations"),
+    ("validity_retrained", "validity (5 retrained h)"), ("plausibility", "plausibility"), ("violation_share", "violations"),
     ("recourses_per_second", "recourses/s"), ("latency_median_ms", "latency median ms"),
     ("latency_p95_ms", "latency p95 ms"), ("train_seconds", "training s"), ("peak_python_mb", "peak Python MB"),
     ("peak_rss_mb", "peak RSS +MB"),
@@ -46,6 +46,7 @@ COLUMNS = (
 def quality(factuals: np.ndarray, recourses: np.ndarray, setup) -> dict:
     """`setup_metrics` plus the share of recourses breaking any constraint."""
     row = setup_metrics(factuals, recourses, setup)
+    row["validity_retrained"] = setup.validity_retrained(recourses)  # robustness to model change
     bad = immutable_changed(factuals, recourses, setup.spec) | categorical_out_of_domain(recourses, setup.encoder)
     bad |= ((recourses < -LEVEL_TOL) | (recourses > 1 + LEVEL_TOL)).any(axis=1)
     row["violation_share"] = float(bad.mean())
@@ -99,7 +100,7 @@ def measure_dice(name: str, setup, factuals: np.ndarray, time_cap_s: float = DEF
         row.update(quality(factuals[done], run.recourses[done], setup))
         row["n"] = len(factuals)  # quality() counts the finished rows; keep n as the batch size asked for
     else:
-        row.update({k: float("nan") for k in ("cost", "validity", "validity_classifier", "plausibility",
+        row.update({k: float("nan") for k in ("cost", "validity", "validity_classifier", "validity_retrained", "plausibility",
                                               "violation_share")})
     row.update({"seconds": elapsed, "recourses_per_second": run.n_finished / elapsed if elapsed > 0 else 0.0,
                 **_latency(run.seconds)})

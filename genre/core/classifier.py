@@ -84,18 +84,21 @@ class Classifier:
         self.module = MLP(config)
         self.history_: list[float] = []
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, progress: bool = False) -> "Classifier":
+    def fit(self, X: np.ndarray, y: np.ndarray, *, progress: bool = False,
+            sample_weight: np.ndarray | None = None) -> "Classifier":
+        """`sample_weight` (n,) multiplies each row's loss (on top of the class balance); None: all 1."""
         with one_thread():
-            return self._fit(X, y, progress)
+            return self._fit(X, y, progress, sample_weight)
 
-    def _fit(self, X: np.ndarray, y: np.ndarray, progress: bool) -> "Classifier":
+    def _fit(self, X: np.ndarray, y: np.ndarray, progress: bool, sample_weight: np.ndarray | None = None) -> "Classifier":
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.module = MLP(cfg)
         X_t = torch.as_tensor(np.asarray(X, dtype=np.float32))
         y_t = torch.as_tensor(np.asarray(y, dtype=np.float32))
-        pos = float(y_t.mean())
+        w_t = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
+        pos = float(y_t.mean()) if w_t is None else float((w_t * y_t).sum() / w_t.sum())
         if cfg.balanced and 0.0 < pos < 1.0:
             # Weight each class by n / (2 n_c) so both classes contribute equally to the loss.
             w_pos, w_neg = 0.5 / pos, 0.5 / (1.0 - pos)
@@ -114,6 +117,8 @@ class Classifier:
                 idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
                 xb, yb = X_t[idx], y_t[idx]
                 weight = torch.where(yb > 0.5, w_pos, w_neg)
+                if w_t is not None:
+                    weight = weight * w_t[idx]
                 loss = nn.functional.binary_cross_entropy_with_logits(self.module(xb), yb, weight=weight)
                 opt.zero_grad()
                 loss.backward()

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # Bump when the judge's construction changes in a way its config does not show (e.g. which rows LOF is fit
 # on): every cached protocol model fit under an older judge is then refit, never reused.
 JUDGE_VERSION = "authors-2"
+# Robustness to model change: how many classifiers are retrained like h on bootstrap resamples of its rows.
+RETRAINED = 5
 
 
 @dataclass
@@ -55,9 +57,11 @@ class ProtocolSetup:
     h_labels: np.ndarray  # (n_train,) the oracle-drawn labels h was trained on
     seed: int
     cache_dir: Path
+    h_config: ClassifierConfig | None = None  # h's recipe: the retrained classifiers follow it
     _plausibility: PlausibilityScorer | None = field(default=None, repr=False)
     _second_opinion: SecondOpinion | None = field(default=None, repr=False)
     _guard: PlausibilityScorer | None = field(default=None, repr=False)
+    _retrained: list[Classifier] | None = field(default=None, repr=False)
     # GenRes trained or loaded for this set-up, by cache folder (`genre_methods.load_or_train` fills it).
     generators: dict = field(default_factory=dict, repr=False)
 
@@ -103,6 +107,34 @@ class ProtocolSetup:
             self._guard = _load_or_fit(self.cache_dir / "guard.joblib",
                                        lambda: PlausibilityScorer().fit(self.X_train[self.h_labels == 1]))
         return self._guard
+
+    def retrained_classifiers(self, count: int = RETRAINED) -> list[Classifier]:
+        """`count` classifiers trained the way h is (same recipe and labels) on bootstrap resamples of h's
+        training rows, each with its own initialisation seed; cached beside h (`retrained/h-<i>.pt`)."""
+        if self._retrained is None or len(self._retrained) < count:
+            config = self.h_config or classifier_config(self.spec, self.seed)
+            out = []
+            for i in range(count):
+                path = self.cache_dir / "retrained" / f"h-{i}.pt"
+                if path.exists():
+                    out.append(Classifier.load(path))
+                    continue
+                log.info("%s: retraining h on bootstrap resample %d of %d", self.spec.name, i + 1, count)
+                rows = np.random.default_rng([self.seed, i]).integers(0, len(self.X_train), len(self.X_train))
+                clf = Classifier(replace(config, seed=config.seed * 1000 + 1 + i)).fit(self.X_train[rows],
+                                                                                   self.h_labels[rows])
+                clf.save(path)
+                out.append(clf)
+            self._retrained = out
+        return self._retrained[:count]
+
+    def validity_retrained(self, recourses: np.ndarray, count: int = RETRAINED) -> float:
+        """Robustness to model change: the share of recourses a retrained h accepts (P > 0.5), averaged over
+        the `count` bootstrap-retrained classifiers (NaN for no recourse)."""
+        if len(recourses) == 0:
+            return float("nan")
+        X = np.asarray(recourses, dtype=np.float32)
+        return float(np.mean([np.mean(c.predict_proba(X) > 0.5) for c in self.retrained_classifiers(count)]))
 
 
 def classifier_config(spec: DatasetSpec, seed: int = 0, **overrides) -> ClassifierConfig:
@@ -155,7 +187,7 @@ def load_protocol(
         classifier.save(clf_path)
     return ProtocolSetup(
         spec=spec, encoder=encoder, X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-        oracle=oracle, classifier=classifier, h_labels=h_labels, seed=seed, cache_dir=cache_dir,
+        oracle=oracle, classifier=classifier, h_labels=h_labels, seed=seed, cache_dir=cache_dir, h_config=h_config,
     )
 
 

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, delete, select, update
+from sqlalchemy import (JSON, Boolean, DateTime, Float, Index, Integer, String, Text, create_engine, delete, inspect,
+                        select, text, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -40,6 +41,8 @@ class RecourseEntry(Base):
     """One recourse issued to one applicant."""
 
     __tablename__ = "recourse"
+    # Serving looks a returning applicant up by id (issue 13): one indexed query per request.
+    __table_args__ = (Index("ix_recourse_dataset_applicant", "dataset", "applicant_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow, index=True)
@@ -53,6 +56,27 @@ class RecourseEntry(Base):
     score_recourse: Mapped[float] = mapped_column(Float)  # h(x+) of the issuing classifier
     classifier_version: Mapped[str] = mapped_column(String(32), index=True)
     generator_version: Mapped[str] = mapped_column(String(32))
+    # True when the applicant sent an id of their own; a row number or a generated one is never honoured.
+    # NULL for rows recorded before the column existed: not honoured either.
+    real_id: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
+
+
+class CommitmentOverride(Base):
+    """A challenger promoted although the commitment gate failed: who decided it, why, and what it voided."""
+
+    __tablename__ = "commitment_override"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    dataset: Mapped[str] = mapped_column(String(64))
+    classifier_version: Mapped[str] = mapped_column(String(32), index=True)
+    generator_version: Mapped[str] = mapped_column(String(32))
+    by: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+    voided_share: Mapped[float] = mapped_column(Float)
+    voided: Mapped[int] = mapped_column(Integer)
+    rescored: Mapped[int] = mapped_column(Integer)
+    affected_ids: Mapped[list] = mapped_column(JSON)
 
 
 class MonitoredVersion(Base):
@@ -96,6 +120,7 @@ class Issued:
     score_recourse: float
     classifier_version: str
     generator_version: str
+    real_id: bool = True
 
 
 class Ledger:
@@ -111,6 +136,7 @@ class Ledger:
             self.engine = create_engine(self.url, pool_pre_ping=True)
         try:
             Base.metadata.create_all(self.engine)
+            _upgrade(self.engine)
         except Exception:
             self.engine.dispose()
             raise
@@ -133,12 +159,52 @@ class Ledger:
         with Session(self.engine) as session, session.begin():
             return session.execute(delete(RecourseEntry).where(RecourseEntry.batch_id == batch_id)).rowcount
 
-    def entries(self, dataset: str | None = None) -> pd.DataFrame:
-        """All recourses (optionally of one data set) as a frame, oldest first."""
+    def entries(self, dataset: str | None = None, since: datetime | None = None) -> pd.DataFrame:
+        """All recourses (optionally of one data set, issued at or after `since`) as a frame, oldest first."""
         query = select(RecourseEntry).order_by(RecourseEntry.id)
         if dataset is not None:
             query = query.where(RecourseEntry.dataset == dataset)
+        if since is not None:
+            query = query.where(RecourseEntry.requested_at >= since)
         columns = [c.name for c in RecourseEntry.__table__.columns]
+        with Session(self.engine) as session:
+            rows = session.scalars(query).all()
+            return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
+
+    def issued_to(self, dataset: str, applicant_ids: list[str]) -> pd.DataFrame:
+        """Recourse issued under real applicant ids (one indexed query), oldest first; empty for no ids."""
+        columns = ["id", "requested_at", "applicant_id", "factual", "recourse", "classifier_version",
+                   "generator_version"]
+        if not applicant_ids:
+            return pd.DataFrame(columns=columns)
+        query = (select(*(getattr(RecourseEntry, c) for c in columns))
+                 .where(RecourseEntry.dataset == dataset, RecourseEntry.applicant_id.in_(sorted(set(applicant_ids))),
+                        RecourseEntry.real_id.is_(True))
+                 .order_by(RecourseEntry.id))
+        with Session(self.engine) as session:
+            return pd.DataFrame([tuple(r) for r in session.execute(query).all()], columns=columns)
+
+    def record_override(self, **fields) -> int:
+        """Record a promotion that overrode the commitment gate; its id."""
+        with Session(self.engine) as session, session.begin():
+            row = CommitmentOverride(**fields)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def delete_override(self, override_id: int) -> None:
+        """Take back an override whose promotion failed."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(CommitmentOverride, override_id)
+            if row is not None:
+                session.delete(row)
+
+    def overrides(self, classifier_version: str | None = None) -> pd.DataFrame:
+        """Recorded overrides (of one classifier version, if given), oldest first."""
+        query = select(CommitmentOverride).order_by(CommitmentOverride.id)
+        if classifier_version is not None:
+            query = query.where(CommitmentOverride.classifier_version == str(classifier_version))
+        columns = [c.name for c in CommitmentOverride.__table__.columns]
         with Session(self.engine) as session:
             rows = session.scalars(query).all()
             return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
@@ -224,3 +290,13 @@ class Ledger:
             rows = session.scalars(query).all()
             return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
 
+
+
+def _upgrade(engine) -> None:
+    """Bring a ledger made before issue 13 up to date: the `real_id` column and the applicant index."""
+    columns = {c["name"] for c in inspect(engine).get_columns("recourse")}
+    if "real_id" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE recourse ADD COLUMN real_id BOOLEAN"))
+    for index in RecourseEntry.__table__.indexes:
+        index.create(engine, checkfirst=True)

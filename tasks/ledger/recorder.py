@@ -60,6 +60,20 @@ class ServedAnswer(_Base):
     generator_version: Mapped[str] = mapped_column(String(32))
 
 
+class HonouredAnswer(_Base):
+    """An answer that kept a promise: the served row accepted on an issued recourse (issue 13)."""
+
+    __tablename__ = "honoured_answer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    served_answer_id: Mapped[int] = mapped_column(Integer, index=True)
+    recourse_id: Mapped[int] = mapped_column(Integer, index=True)  # the ledger entry honoured
+    applicant_id: Mapped[str] = mapped_column(String(128))
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    classifier_version: Mapped[str] = mapped_column(String(32))  # the champion that would have judged it
+    generator_version: Mapped[str] = mapped_column(String(32))
+
+
 def recording_enabled() -> bool:
     return os.environ.get(LEDGER_SWITCH, "on").strip().lower() not in {"off", "0", "false", "no"}
 
@@ -91,12 +105,19 @@ class ServingLedger:
             self._ledger = None
 
     def record(self, applicants: pd.DataFrame, answers: pd.DataFrame, *, spec: DatasetSpec,
-               versions: dict[str, str], applicant_ids: list[str] | None = None) -> list[int | None]:
+               versions: dict[str, str], applicant_ids: list[str | None] | None = None,
+               honoured: dict[int, list[int]] | None = None) -> list[int | None]:
         """Record every row (one transaction); returns served_answer ids, or Nones if the ledger failed (the
-        rows are spooled). After a successful write, rows spooled earlier are replayed."""
+        rows are spooled). After a successful write, rows spooled earlier are replayed.
+
+        `applicant_ids`: per row the id the applicant gave, or None (then a generated id is stored, and its
+        recourse is never honoured later); `honoured`: row -> the ledger ids an `accepted_by_commitment`
+        answer kept (each recorded in `honoured_answer`)."""
         request_id = uuid.uuid4().hex
-        ids = applicant_ids or [f"{request_id[:12]}#{i + 1}" for i in range(len(answers))]
-        rows = _rows(applicants, answers, spec, versions, request_id, ids)
+        given = applicant_ids or [None] * len(answers)
+        ids = [g if g is not None else f"{request_id[:12]}#{i + 1}" for i, g in enumerate(given)]
+        rows = _rows(applicants, answers, spec, versions, request_id, ids, [g is not None for g in given],
+                     honoured or {})
         try:
             written = self._write(rows)
         except Exception:  # any database error: the answer must still reach the applicant
@@ -136,20 +157,49 @@ class ServingLedger:
             self._add(session, missing)
         return len(missing), len(rows) - len(missing)
 
+    def issued_to(self, dataset: str, applicant_ids: list[str]) -> pd.DataFrame:
+        """The recourse issued to these (real) applicant ids: one indexed query (`Ledger.issued_to`). A ledger
+        that cannot be read honours nobody (the champion answers); the failure is logged."""
+        try:
+            return self._open().issued_to(dataset, applicant_ids)
+        except Exception:
+            log.exception("ledger %s: could not look up issued recourse; no promise is honoured in this request",
+                          self.url)
+            self._reset()
+            return pd.DataFrame(columns=["id", "requested_at", "applicant_id", "factual", "recourse",
+                                         "classifier_version", "generator_version"])
+
     @staticmethod
     def _add(session: Session, rows: list[dict]) -> list[int]:
         """Two bulk INSERT ... RETURNING statements (one per table) rather than a flush per row: the ids come
-        back in the rows' order, so each served row points at its own recourse entry."""
+        back in the rows' order, so each served row points at its own recourse entry; then the honoured
+        answers (issue 13), one bulk INSERT when there are any."""
         if not rows:
             return []
-        issued = [r["issued"] for r in rows if r["issued"] is not None]
+        # Rows spooled before issue 13 lack `real_id`: not real (never honoured). One key set for the bulk insert.
+        issued = [dict(r["issued"], real_id=bool(r["issued"].get("real_id", False))) for r in rows
+                  if r["issued"] is not None]
         recourse_ids = iter(session.scalars(
             insert(RecourseEntry).returning(RecourseEntry.id, sort_by_parameter_order=True), issued).all()
             if issued else [])
         served = [dict(r["served"], recourse_id=next(recourse_ids) if r["issued"] is not None else None)
                   for r in rows]
-        return list(session.scalars(
+        ids = list(session.scalars(
             insert(ServedAnswer).returning(ServedAnswer.id, sort_by_parameter_order=True), served).all())
+        honoured = [dict(served_answer_id=i, recourse_id=int(recourse_id), applicant_id=s["applicant_id"],
+                         answered_at=s["answered_at"], classifier_version=s["classifier_version"],
+                         generator_version=s["generator_version"])
+                    for r, s, i in zip(rows, served, ids) for recourse_id in r.get("honoured") or []]
+        if honoured:
+            session.execute(insert(HonouredAnswer), honoured)
+        return ids
+
+    def honoured(self) -> pd.DataFrame:
+        """Every honoured_answer row, oldest first (for tests and audits)."""
+        columns = [c.name for c in HonouredAnswer.__table__.columns]
+        with Session(self._open().engine) as session:
+            found = session.query(HonouredAnswer).order_by(HonouredAnswer.id).all()
+            return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in found], columns=columns)
 
     def answers(self) -> pd.DataFrame:
         """Every served_answer row, oldest first (for tests and audits)."""
@@ -165,7 +215,7 @@ class ServingLedger:
 
 
 def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, versions: dict[str, str],
-          request_id: str, ids: list[str]) -> list[dict]:
+          request_id: str, ids: list[str], real: list[bool], honoured: dict[int, list[int]]) -> list[dict]:
     dataset, features = spec.name, list(spec.features)
     now = datetime.now(timezone.utc)
     sent = applicants.reset_index(drop=True).astype(object)
@@ -181,12 +231,13 @@ def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, ve
                 factual=factuals[i],
                 recourse={f: a[f] for f in features}, cost=a["cost"], score_factual=a["score"],
                 score_recourse=a["probability"], classifier_version=versions["classifier_version"],
-                generator_version=versions["generator_version"])
+                generator_version=versions["generator_version"], real_id=real[i])
         served = dict(answered_at=now, request_id=request_id, row=i + 1, applicant_id=ids[i], dataset=dataset,
                       status=a["status"], reason=a["reason"], applicant=applicant, answer=a,
                       classifier_version=versions["classifier_version"],
                       generator_version=versions["generator_version"])
-        out.append({"key": f"{request_id}#{i + 1}", "issued": issued, "served": served})
+        out.append({"key": f"{request_id}#{i + 1}", "issued": issued, "served": served,
+                    "honoured": honoured.get(i, [])})
     return out
 
 

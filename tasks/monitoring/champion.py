@@ -17,6 +17,7 @@ from monitoring.reports import (
     build_data_drift_report,
     build_prediction_drift_report,
     build_recourse_report,
+    build_validity_over_time_report,
     recourse_frame,
 )
 from tasks.ledger.db import Ledger
@@ -49,6 +50,18 @@ def previous_version(ledger_url: str, model_name: str, dataset: str) -> str | No
 def validity_history(ledger_url: str, model_name: str, dataset: str) -> pd.DataFrame:
     """Ledger validity of every earlier monitoring run of a data set (for the plot)."""
     return _with_ledger(ledger_url, lambda ledger: ledger.validity_history(model_name, dataset))
+
+
+@task(cache_policy=NO_CACHE)
+def override_of_version(ledger_url: str, version: str) -> dict | None:
+    """The recorded commitment override that promoted this classifier version (the latest), or None."""
+    found = _with_ledger(ledger_url, lambda ledger: ledger.overrides(version))
+    if found.empty:
+        return None
+    row = found.iloc[-1]
+    return {"by": row["by"], "reason": row["reason"], "at": str(row["at"]), "voided": int(row["voided"]),
+            "rescored": int(row["rescored"]), "voided_share": float(row["voided_share"]),
+            "affected_ids": list(row["affected_ids"])}
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
@@ -112,19 +125,62 @@ def previous_audit_recourse(report_dir: str | None) -> pd.DataFrame | None:
     return pd.read_csv(path, keep_default_na=True) if path is not None and path.exists() else None
 
 
-@task(cache_policy=NO_CACHE)
-def plot_validity(history: pd.DataFrame, version: str, validity: dict[str, tuple[int, float]], out_dir: Path) -> str:
-    """PNG of ledger validity over the monitored classifier versions, this one included."""
+def with_current(history: pd.DataFrame, version: str, validity: dict[str, tuple[int, float]]) -> pd.DataFrame:
+    """The validity history with this monitoring run's rows appended."""
     now = pd.DataFrame([{"monitored_version": str(version), "issued_by": by, "n": n, "still_valid": share}
                         for by, (n, share) in validity.items()], columns=history.columns)
     frames = [f for f in (history, now) if len(f)]  # concat of an empty frame is deprecated in pandas
-    together = pd.concat(frames, ignore_index=True) if frames else history
-    return export.plot_ledger_validity(together, out_dir / "ledger_validity.png")
+    return pd.concat(frames, ignore_index=True) if frames else history
+
+
+@task(cache_policy=NO_CACHE)
+def plot_validity(history: pd.DataFrame, version: str, validity: dict[str, tuple[int, float]], out_dir: Path) -> str:
+    """PNG of ledger validity over the monitored classifier versions, this one included."""
+    return export.plot_ledger_validity(with_current(history, version, validity), out_dir / "ledger_validity.png")
+
+
+@task(cache_policy=NO_CACHE)
+def validity_over_time_report(history: pd.DataFrame, version: str, validity: dict[str, tuple[int, float]],
+                              out_dir: Path, floor: float) -> dict:
+    """One Evidently report with every (issuing version, judging champion) pair; its file paths (None while
+    no recourse has been judged)."""
+    together = with_current(history, version, validity)
+    if together.empty:
+        return {"files": None}
+    snapshot = build_validity_over_time_report(together, floor=floor)
+    return {"files": export.save_report(snapshot, out_dir, "validity_over_time"),
+            "pairs": int(len(together)), "failed_tests": [t["name"] for t in snapshot.dict()["tests"]
+                                                           if t["status"] == "FAIL"]}
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
-def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, out_dir: Path) -> str:
-    """Log the reports, the plot and the headline figures to MLflow; returns the run id."""
+def log_validity_over_time(tracking_uri: str, artifact_root: Path, dataset: str, version: str,
+                           validity: dict[str, tuple[int, float]]) -> str | None:
+    """Validity over time in one MLflow run per data set (`validity-over-time-<dataset>`, kept open across
+    champions): metric `still_valid_issued_by_v<X>` at step = the judging champion's version, so the MLflow
+    UI draws every issuing version's line over the champions on one chart. Returns the run id."""
+    if not validity:
+        return None
+    _monitor_experiment(tracking_uri, artifact_root)
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(MONITOR_EXPERIMENT)
+    found = client.search_runs([experiment.experiment_id],
+                               filter_string=f"tags.kind = 'validity_over_time' and tags.dataset = '{dataset}'",
+                               max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run = client.create_run(experiment.experiment_id, run_name=f"validity-over-time-{dataset}",
+                                tags={"kind": "validity_over_time", "dataset": dataset})
+        run_id = run.info.run_id
+        client.set_terminated(run_id)  # a record, not a job: it stays FINISHED between champions
+    step = int(version) if str(version).isdigit() else 0
+    for by, (_, share) in validity.items():
+        client.log_metric(run_id, f"still_valid_issued_by_v{by}", float(share), step=step)
+    return run_id
+
+
+def _monitor_experiment(tracking_uri: str, artifact_root: Path) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     if client.get_experiment_by_name(MONITOR_EXPERIMENT) is None:
@@ -136,6 +192,12 @@ def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, ou
         except mlflow.exceptions.MlflowException:
             pass  # created meanwhile by another process
     mlflow.set_experiment(MONITOR_EXPERIMENT)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
+def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, out_dir: Path) -> str:
+    """Log the reports, the plot and the headline figures to MLflow; returns the run id."""
+    _monitor_experiment(tracking_uri, artifact_root)
     metrics = {
         "drift_share": (summary.get("data_drift") or {}).get("drift_share"),
         "decision_flip_share": (summary.get("prediction_drift") or {}).get("decision_flip_share"),
@@ -144,13 +206,18 @@ def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, ou
         "recourse_plausibility": summary["recourse"].get("plausibility"),
         "ledger_still_valid": summary["recourse"].get("ledger_still_valid"),
     } | {f"ledger_still_valid_v{v}": s for v, s in summary["recourse"]["ledger_still_valid_by_version"].items()}
+    version = str(summary["classifier_version"])
+    override = summary.get("commitment_override") or {}
     with mlflow.start_run(run_name=f"monitor-v{summary['classifier_version']}") as run:
         mlflow.set_tags({
             "kind": "monitoring", "dataset": summary["dataset"],
             "classifier_version": summary["classifier_version"], "generator_version": summary["generator_version"],
             "previous_classifier_version": summary["previous_version"] or "none", OWNER_TAG: owner_tag(),
-        })
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+        } | ({"commitment.override.by": override["by"], "commitment.override.reason": override["reason"],
+              "commitment.override.voided": override["voided"]} if override else {}))
+        # At step = the champion's version, so the per-version figures line up with the validity-over-time run.
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None},
+                           step=int(version) if version.isdigit() else 0)
         mlflow.log_artifacts(str(out_dir), artifact_path="monitoring")
         return run.info.run_id
 

@@ -67,16 +67,18 @@ class RecourseBatch:
 
 
 def ledger_entries(
-    pair: ChampionPair, spec: DatasetSpec, table: pd.DataFrame, ids: list[str], score: np.ndarray, batch: RecourseBatch
+    pair: ChampionPair, spec: DatasetSpec, table: pd.DataFrame, ids: list[str], score: np.ndarray, batch: RecourseBatch,
+    real_ids: bool = True,
 ) -> list[Issued]:
-    """The recourses to issue: only those the champion classifier accepts."""
+    """The recourses to issue: only those the champion classifier accepts. `real_ids`: the ids came from the
+    applicants' own id column (row numbers are never honoured later)."""
     factuals = records(table.iloc[batch.rows])
     recourses = records(batch.recourse)
     return [
         Issued(
             applicant_id=ids[row], dataset=spec.name, factual=factuals[i], recourse=recourses[i],
             cost=float(batch.cost[i]), score_factual=float(score[row]), score_recourse=float(batch.score[i]),
-            classifier_version=pair.classifier_version, generator_version=pair.generator_version,
+            classifier_version=pair.classifier_version, generator_version=pair.generator_version, real_id=real_ids,
         )
         for i, row in enumerate(batch.rows)
         if batch.valid[i]

@@ -48,10 +48,12 @@ class Job:
     select: str
     seed: int
     whole_columns: tuple[str, ...] = ()  # float features shown as integers (decided on the whole file)
+    real_ids: bool = True  # the file has an applicant_id column (row numbers are never honoured later)
 
 
-def read_applicants_file(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str]]:
-    """The spec's features, typed and checked (errors name file, row and column), and each row's id."""
+def read_applicants_file(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str], bool]:
+    """The spec's features, typed and checked (errors name file, row and column), each row's id, and whether
+    the ids are the applicants' own (an `applicant_id` column) rather than row numbers."""
     if not path.is_file():
         raise PermanentError(f"applicants file not found: {path}")
     if path.suffix.lower() == ".parquet":
@@ -69,11 +71,11 @@ def read_applicants_file(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, l
         ids = pd.read_csv(path, dtype=str, usecols=lambda c: c == ID_COLUMN, keep_default_na=False)
         ids = ids[ID_COLUMN] if ID_COLUMN in ids.columns else None
     if ids is None:  # without an id column, the data row number (from 1) names the applicant
-        return table, [str(i + 1) for i in range(len(table))]
+        return table, [str(i + 1) for i in range(len(table))], False
     blank = ids.str.strip() == ""
     if blank.any():
         raise DataError(path, "empty applicant id", row=int(np.flatnonzero(blank.to_numpy())[0]) + 1, column=ID_COLUMN)
-    return table, ids.tolist()
+    return table, ids.tolist(), True
 
 
 def partition_size(rows: int) -> int:
@@ -132,7 +134,7 @@ def answer_partition(job: Job, part: Path) -> dict:
     rows = np.concatenate([b[1] + s for b, s in zip(blocks, range(0, len(table), BLOCK_ROWS))]).astype(int)
     batch = RecourseBatch(rows=rows, recourse=pd.concat([b[2] for b in blocks], ignore_index=True),
                           cost=np.concatenate([b[3] for b in blocks]), score=np.concatenate([b[4] for b in blocks]))
-    issued = ledger_entries(pair, pair.encoder.spec, table, ids, score, batch)
+    issued = ledger_entries(pair, pair.encoder.spec, table, ids, score, batch, real_ids=job.real_ids)
     ledger_ids = []
     if issued:
         ledger = Ledger(job.ledger_url)
@@ -145,7 +147,8 @@ def answer_partition(job: Job, part: Path) -> dict:
     out = part.with_name(part.name.replace("in-", "out-"))
     results.to_parquet(out, index=False)
     return {"part": str(out), "applicants": len(table), "rejected": len(rows), "issued": len(issued),
-            "cost_sum": float(sum(i.cost for i in issued)), "seconds": time.monotonic() - started}
+            "cost_sum": float(sum(i.cost for i in issued)), "ledger_ids": list(ledger_ids),
+            "seconds": time.monotonic() - started}
 
 
 def _answer_block(job: Job, pair, table: pd.DataFrame) -> tuple:

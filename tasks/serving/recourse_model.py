@@ -29,6 +29,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from genre.core.serving import answer, answer_columns
 from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, load_json
+from tasks.serving.honour import HONOUR_SWITCH, honour, real_ids
 from tasks.training.pyfunc_models import PIP_REQUIREMENTS
 from tasks.ledger.recorder import LEDGER_SWITCH, ServingLedger, recording_enabled
 from tasks.settings import GENERATOR_MODEL, RECOURSE_MODEL
@@ -58,6 +59,7 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
         self.sampling = load_json(a["sampling"], "sampling settings")
         self.pair = load_json(a["pair"], "pair versions")
         self.ledger = ServingLedger() if recording_enabled() else None
+        self.honour, self.tolerance = _honour_settings(self.ledger is not None)
         seconds = float(os.environ.get(FOLLOW, "0") or 0)
         if seconds > 0:
             threading.Thread(target=self._follow, args=(seconds,), name="follow-champion", daemon=True).start()
@@ -68,9 +70,15 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
         if refusal is not None:
             raise RuntimeError(refusal)
         out = answer(model_input, genre, **sampling)
-        ids = (model_input[ID_COLUMN].astype(str).tolist() if ID_COLUMN in model_input.columns else None)
+        given = real_ids(model_input, ID_COLUMN)
+        out["commitment"] = None
+        honoured = {}
+        if self.honour and any(given):
+            honoured = honour(model_input, out, given, genre.spec, genre.encoder,
+                              lambda ids: self.ledger.issued_to(genre.spec.name, ids), self.tolerance)
         if self.ledger is not None:
-            out["ledger_id"] = self.ledger.record(model_input, out, spec=genre.spec, versions=pair, applicant_ids=ids)
+            out["ledger_id"] = self.ledger.record(model_input, out, spec=genre.spec, versions=pair, applicant_ids=given,
+                                                  honoured=honoured)
         else:
             out["ledger_id"] = None
         out["classifier_version"] = pair["classifier_version"]
@@ -124,9 +132,26 @@ def signature(spec) -> ModelSignature:
         ColSpec("double" if c in numeric else "string" if c in spec.categorical or c in ("reason", "changed")
                 else "long" if c in spec.integer else "double", c, required=False)
         for c in answer_columns(spec)[1:]
-    ] + [ColSpec("long", "ledger_id", required=False), ColSpec("string", "classifier_version"),
+    ] + [ColSpec("string", "commitment", required=False), ColSpec("long", "ledger_id", required=False),
+         ColSpec("string", "classifier_version"),
          ColSpec("string", "generator_version")]
     return ModelSignature(inputs=inputs, outputs=Schema(outputs))
+
+
+def _honour_settings(recording: bool) -> tuple[bool, float]:
+    """(honour issued recourse?, tolerance): the config's `commitment` section, `GENRE_HONOUR_RECOURSE=off|on`
+    over it. Honouring needs the ledger (to look up and to record every honoured answer): with recording off
+    it is off too."""
+    from tasks.settings import PipelineSettings
+
+    config = PipelineSettings.from_env().commitment
+    switch = os.environ.get(HONOUR_SWITCH, "").strip().lower()
+    on = config.honour if not switch else switch not in {"off", "0", "false", "no"}
+    if on and not recording:
+        log.warning("honouring issued recourse is off: the serving ledger is off (%s), and every honoured answer "
+                    "must be recorded", LEDGER_SWITCH)
+        on = False
+    return on, config.tolerance
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from genre.core.classifier import Classifier, ClassifierConfig, Oracle, OracleConfig, SecondOpinion, rejected_indices
-from genre.core.datasets import DatasetSpec, read_table, split_xy
+from genre.core.datasets import DatasetSpec, coerce_frame, read_table, split_xy
 from genre.core.encoding import MinMaxEncoder
 from genre.core import files
 from genre.core.metrics import PlausibilityScorer, already_favourable_warning, cost, recourse_metrics
@@ -51,8 +51,12 @@ def snapshot_store(store_dir: Path, spec: DatasetSpec) -> store.Snapshot:
 
 
 @task(cache_policy=NO_CACHE)
-def train_classifier(snapshot: Path, spec: DatasetSpec, run_dir: Path, training: TrainingConfig) -> dict:
-    """Fit the encoder and h on the snapshot's training rows with their real labels."""
+def train_classifier(snapshot: Path, spec: DatasetSpec, run_dir: Path, training: TrainingConfig,
+                     anchors: Path | None = None) -> dict:
+    """Fit the encoder and h on the snapshot's training rows with their real labels.
+
+    `anchors` (a CSV of `tasks.commitment.anchor_rows`: issued recourses labelled favourable, with a
+    `__weight__` column) joins h's training only, weighted; the encoder is fit on the store's rows alone."""
     train, _ = split_snapshot(snapshot, spec, training.holdout_percent)
     X_raw, y = split_xy(train, spec)
     encoder = MinMaxEncoder(spec).fit(X_raw)
@@ -60,7 +64,14 @@ def train_classifier(snapshot: Path, spec: DatasetSpec, run_dir: Path, training:
     _write_json(run_dir / "encoder.json", encoder.state_dict())
     config = ClassifierConfig(d=spec.d, epochs=training.classifier_epochs, balanced=True,
                               seed=training.seed)
-    classifier = Classifier(config).fit(encoder.transform(X_raw), y, progress=True)
+    X, weight = encoder.transform(X_raw), None
+    if anchors is not None:
+        extra = pd.read_csv(anchors, dtype=str, keep_default_na=False)
+        X_anchor = coerce_frame(extra[list(spec.features)], spec, source=str(anchors))
+        X = np.vstack([X, encoder.transform(X_anchor)])
+        y = np.concatenate([y, extra[spec.target].astype(int).to_numpy()])
+        weight = np.concatenate([np.ones(len(X_raw)), extra["__weight__"].to_numpy(dtype=float)])
+    classifier = Classifier(config).fit(X, y, progress=True, sample_weight=weight)
     classifier.save(run_dir / "classifier.pt")
     _write_json(run_dir / "classifier_history.json", {"config": asdict(config), "loss": classifier.history_,
                                                        "train_rows": len(train)})

@@ -119,6 +119,9 @@ def log_and_register(snapshot: Snapshot, spec: DatasetSpec, run_dir: Path, setti
             mlflow.log_figure(fig, f"plots/{name}")
             plt.close(fig)
         mlflow.log_artifact(str(run_dir / "evaluation.json"))
+        for name in ("commitment.json", "commitment.md"):  # the commitment gate's report (issue 13)
+            if (run_dir / name).exists():
+                mlflow.log_artifact(str(run_dir / name), artifact_path="commitment")
 
         applicants, factuals = _examples(snapshot, spec, run_dir, settings)
         clf_artifacts = {"classifier": str(run_dir / "classifier.pt"), "encoder": str(run_dir / "encoder.json")}

@@ -253,3 +253,40 @@ def test_issue_recourse_resolves_a_mixed_alias_to_the_champion_classifier_and_it
     assert f"{GENERATOR_MODEL}@champion is v{g2}, not a generator of the champion classifier v{c1}" in caplog.text
     assert registry.champion_versions(settings) == (c1, g1)
     assert set(Ledger().entries()["generator_version"]) <= {g1}
+
+
+def test_validity_over_time_keeps_every_issuing_version_under_each_later_champion(pipeline, pairs, tmp_path):
+    """Three champion versions (pair 1, pair 2, pair 1's models registered again as a third version): recourse
+    issued by v1 and v2 is judged by every later champion; one MLflow metric per issuing version with the
+    champion version as its step, one plot and one Evidently report with every version on them."""
+    from flows.issue_recourse import issue_recourse
+    from flows.monitor import monitor
+
+    settings, versions = pipeline
+    (c1, g1), (c2, g2) = versions
+    c3, g3 = _register(pairs[0], tmp_path / "pair3", settings)
+    issue_recourse(str(_applicants(tmp_path, n=60)), dataset="compas")
+    monitor(version=c1)
+    registry.move_champion(c2, g2, settings)
+    monitor(version=c2)
+    issue_recourse(str(_applicants(tmp_path, n=60)), dataset="compas")  # now issued by v2
+    registry.move_champion(c3, g3, settings)
+    third = monitor(version=c3)
+
+    history = Ledger().validity_history(CLASSIFIER_MODEL, "compas")
+    judged = {(r.issued_by, r.monitored_version): r.still_valid for r in history.itertuples()}
+    assert set(judged) == {(c1, c1), (c1, c2), (c1, c3), (c2, c3)}
+    assert judged[(c1, c3)] == pytest.approx(third["ledger_validity"][c1]["still_valid"])
+    # MLflow: one run per data set, a metric per issuing version, stepped by the judging champion's version.
+    client = MlflowClient(settings.mlflow_uri)
+    run_id = third["validity_over_time"]["mlflow_run_id"]
+    steps = {m.step: m.value for m in client.get_metric_history(run_id, f"still_valid_issued_by_v{c1}")}
+    assert steps == {int(c): pytest.approx(judged[(c1, c)]) for c in (c1, c2, c3)}
+    assert [m.step for m in client.get_metric_history(run_id, f"still_valid_issued_by_v{c2}")] == [int(c3)]
+    # One Evidently report with every (issuing, judging) pair, and the plot.
+    report = json.loads(Path(third["validity_over_time"]["files"]["json"]).read_text())
+    assert len(report["metrics"]) == 4 and third["validity_over_time"]["pairs"] == 4
+    values = sorted(round(float(m["value"]), 6) for m in report["metrics"])
+    assert values == sorted(round(v, 6) for v in judged.values())
+    assert Path(third["plot"]).read_bytes()[:4] == b"\x89PNG"
+

@@ -78,6 +78,12 @@ def test_make_run_story_on_a_spec_file(tmp_path, prefect_harness, pipeline_home,
         assert out["recourse"]["issued"] > 0
         assert [o["status"] for o in out["ingest_2"]] == ["ingested"]
         assert out["monitor"] is not None and out["monitor"]["data_drift"]["drift_share"] is not None
+        # Step 3 (issue 13): both challengers were judged by the commitment gate on every recourse issued.
+        issued = out["recourse"]["issued"] + out["recourse_2"]["issued"]
+        for key in ("promise_broken", "promise_kept"):
+            gate = next(g for g in out[key]["gates"] if g["name"] == "commitment")
+            assert gate["rescored"] == issued and gate["passed"] == (gate["figure"] <= gate["threshold"])
+        assert out["promise_kept"]["keep_promise"] and "commitment gate:" in printed
         assert [o["status"] for o in out["ingest_3"]] == ["quarantined"]
         assert out["champion_before_corrupt"] == out["champion_after_corrupt"]
 
@@ -104,7 +110,7 @@ def test_make_run_story_on_a_spec_file(tmp_path, prefect_harness, pipeline_home,
         answers = pd.read_csv(dst, dtype=str, keep_default_na=False)
         answered = answers[answers["status"].isin(["ok", "already_favourable"])]
         assert (answers["status"] == "ok").any(), answers["status"].value_counts()
-        # Answered by the champion after the shifted batch, whose moved columns kept their whole numbers.
-        assert set(answers["classifier_version"]) == {str(out["retrain_2"]["classifier_version"])}
+        # Answered by the champion the story ended with, whose moved columns kept their whole numbers.
+        assert set(answers["classifier_version"]) == {str(out["champion_after_corrupt"][0])}
         for f in ("age", "priors_count", "length_of_stay"):
             assert answered[f].str.fullmatch(WHOLE).all(), answered[f].head()

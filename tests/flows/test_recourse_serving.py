@@ -279,3 +279,85 @@ def test_a_ledger_failure_still_answers_and_spools_the_rows(served, rejected, mo
     assert out["ledger_id"].tolist() == [None, None, None]
     spooled = [json.loads(line) for line in (tmp_path / "serving" / "ledger-spool.jsonl").read_text().splitlines()]
     assert [r["served"]["status"] for r in spooled] == out["status"].tolist()
+
+
+# ---- honouring issued recourse (issue 13) -------------------------------------------------------------------
+def _promise(settings, result) -> tuple[dict, dict, int, int]:
+    """A recourse the served champion itself would refuse (a promise made under an earlier model), recorded
+    for applicant 'ret-1', and one recorded under a row number ('7', not a real id). Returns factual,
+    recourse and both ledger ids."""
+    from tasks.ledger.db import Issued
+
+    classifier, encoder = registry.load_classifier_version(result["classifier_version"], settings)
+    test = load_split(SPEC, "test")[FEATURES]
+    moved = test.copy()
+    moved["length_of_stay"] = moved["length_of_stay"] + 3
+    refused = (classifier.predict_proba(encoder.transform(test)) <= 0.5) & (
+        classifier.predict_proba(encoder.transform(moved)) <= 0.5)
+    i = int(refused.nonzero()[0][0])
+    factual = {k: (v.item() if hasattr(v, "item") else v) for k, v in test.iloc[i].to_dict().items()}
+    recourse = {k: (v.item() if hasattr(v, "item") else v) for k, v in moved.iloc[i].to_dict().items()}
+    entry = dict(dataset=SPEC.name, factual=factual, recourse=recourse, cost=0.03, score_factual=0.3,
+                 score_recourse=0.6, classifier_version=result["classifier_version"],
+                 generator_version=result["generator_version"])
+    ledger = Ledger(ledger_url(settings.home))
+    try:
+        real, = ledger.record([Issued(applicant_id="ret-1", real_id=True, **entry)], batch_id="promise")
+        row_number, = ledger.record([Issued(applicant_id="7", real_id=False, **entry)], batch_id="promise")
+    finally:
+        ledger.dispose()
+    return factual, recourse, real, row_number
+
+
+def test_a_returning_applicant_who_met_the_recourse_is_accepted_by_commitment(served, monkeypatch):
+    settings, result = served
+    factual, recourse, real, row_number = _promise(settings, result)
+    monkeypatch.delenv("GENRE_HONOUR_RECOURSE", raising=False)
+    people = pd.DataFrame([recourse, factual, recourse, recourse, recourse | {"race": "Other" if
+                           recourse["race"] != "Other" else "African-American"}]).astype(object)
+    people.insert(0, "applicant_id", ["ret-1", "ret-1", None, "7", "ret-1"])
+    out = _model().predict(people)
+    # Met, with a real id: accepted on the commitment, naming the ledger entry and the issuing versions.
+    assert out["status"][0] == "accepted_by_commitment", out.iloc[0].to_dict()
+    assert f"#{real}" in out["reason"][0] and f"classifier v{result['classifier_version']}" in out["reason"][0]
+    promise = json.loads(out["commitment"][0])
+    assert promise["ledger_ids"] == [real] and promise["issued_by"] == [
+        {"classifier_version": result["classifier_version"], "generator_version": result["generator_version"]}]
+    # Not met (the applicant comes back unchanged), no id, a row-number id, an immutable changed: the champion judges.
+    for i in (1, 2, 3):
+        assert out["status"][i] in ("ok", "no_valid_recourse"), (i, out.iloc[i].to_dict())
+    for i in (1, 2, 3, 4):  # the changed immutable may make the champion accept: then it does so on its own
+        assert out["status"][i] != "accepted_by_commitment" and out["commitment"][i] is None
+    # Every honoured answer is recorded, pointing at the ledger entry it kept.
+    serving = ServingLedger(ledger_url(settings.home))
+    answers = serving.answers().set_index("id")
+    assert answers.loc[out["ledger_id"][0], "status"] == "accepted_by_commitment"
+    honoured = serving.honoured()
+    assert honoured[["served_answer_id", "recourse_id", "applicant_id"]].values.tolist()[-1] == [
+        out["ledger_id"][0], real, "ret-1"]
+    assert len(honoured[honoured["served_answer_id"].isin(out["ledger_id"][1:])]) == 0
+    serving.dispose()
+
+
+def test_honouring_is_switched_off_by_the_environment(served, monkeypatch):
+    settings, result = served
+    _, recourse, _, _ = _promise(settings, result)
+    monkeypatch.setenv("GENRE_HONOUR_RECOURSE", "off")
+    people = pd.DataFrame([recourse]).astype(object)
+    people.insert(0, "applicant_id", ["ret-1"])
+    out = _model().predict(people)
+    assert out["status"][0] in ("ok", "no_valid_recourse") and out["commitment"][0] is None
+
+
+def test_the_returning_applicant_lookup_uses_the_index(served):
+    from sqlalchemy import text
+
+    settings, _ = served
+    ledger = Ledger(ledger_url(settings.home))
+    try:
+        with ledger.engine.connect() as conn:
+            plan = conn.execute(text("EXPLAIN QUERY PLAN SELECT id FROM recourse WHERE dataset = 'compas' AND "
+                                     "applicant_id IN ('ret-1', 'x') AND real_id = 1")).all()
+    finally:
+        ledger.dispose()
+    assert any("ix_recourse_dataset_applicant" in str(row) for row in plan), plan

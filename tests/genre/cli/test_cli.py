@@ -9,7 +9,8 @@ from genre.cli import main as cli
 from genre.evaluation import evaluate as evaluate_mod
 from genre.evaluation.evaluate import evaluate, format_table
 
-FIGURES = ("method", "cost", "validity", "validity_classifier", "plausibility", "score", "recourses_per_second")
+FIGURES = ("method", "cost", "validity", "validity_classifier", "validity_retrained", "plausibility", "score",
+           "recourses_per_second")
 
 
 def test_evaluate_scores_every_method_on_the_same_factuals(compas_setup):
@@ -20,7 +21,15 @@ def test_evaluate_scores_every_method_on_the_same_factuals(compas_setup):
         assert set(FIGURES) <= set(row) and row["recourses_per_second"] > 0
     assert report["results"][0]["validity_classifier"] == 1.0
     table = format_table(report)
-    assert "| nnr |" in table and "| wachter |" in table
+    assert "| nnr |" in table and "| wachter |" in table and "validity_retrained" in table
+    # Robustness to model change: the mean share the five retrained classifiers accept, for each method.
+    import numpy as np
+
+    from genre.evaluation.methods import get_method
+    factuals = compas_setup.pick_factuals(40, 0)
+    wachter = get_method("wachter")(factuals, compas_setup)
+    expected = np.mean([np.mean(c.predict_proba(wachter) > 0.5) for c in compas_setup.retrained_classifiers()])
+    assert report["results"][1]["validity_retrained"] == pytest.approx(expected)
 
 
 def test_cli_writes_the_json_report(compas_setup, tmp_path, monkeypatch, capsys):

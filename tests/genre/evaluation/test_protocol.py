@@ -69,3 +69,23 @@ def test_a_cached_model_pickled_under_a_moved_module_is_refit(tmp_path, monkeypa
     monkeypatch.delitem(sys.modules, old.__name__)  # the module is gone, as genre.classifier is
     assert protocol._load_or_fit(tmp_path / "oracle.joblib", lambda: {"refit": True}) == {"refit": True}
     assert joblib.load(tmp_path / "oracle.joblib") == {"refit": True}
+
+
+def test_robustness_to_model_change_uses_five_cached_retrained_classifiers(compas_setup, genre_settings, quick_h):
+    retrained = compas_setup.retrained_classifiers()
+    assert len(retrained) == 5
+    cached = sorted(p.name for p in (compas_setup.cache_dir / "retrained").iterdir())
+    assert cached == [f"h-{i}.pt" for i in range(5)]
+    # Trained the way h is (same recipe), each on its own bootstrap resample: they are not h, nor each other.
+    X = compas_setup.X_test
+    scores = [c.predict_proba(X) for c in retrained]
+    assert all(c.config.hidden == compas_setup.classifier.config.hidden for c in retrained)
+    assert all(not np.allclose(s, compas_setup.classifier.predict_proba(X)) for s in scores)
+    assert not np.allclose(scores[0], scores[1])
+    # The figure: per retrained classifier, the share it accepts, averaged.
+    rows = X[:50]
+    expected = np.mean([np.mean(s[:50] > 0.5) for s in scores])
+    assert compas_setup.validity_retrained(rows) == pytest.approx(expected)
+    # A second load reads them back rather than retraining (same predictions).
+    again = load_protocol("compas", seed=0, settings=genre_settings, progress=False, classifier_overrides=quick_h)
+    np.testing.assert_array_equal(again.retrained_classifiers()[2].predict_proba(X), scores[2])
