@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: venv run test bench bench-peers bench-deps deploy stop serve clean tune results
+.PHONY: venv run test bench bench-peers bench-deps deploy stop up down serve clean tune results
 
 venv: .venv/.installed
 
@@ -64,12 +64,26 @@ bench-deps: .venv/.bench-installed .venv-cfrl/.installed
 	.venv-cfrl/bin/python -m pip install -q -r requirements-cfrl.txt
 	touch $@
 
-# A local Prefect server + process worker on 127.0.0.1 with every deployment of prefect.yaml (pids under GENRE_HOME).
+# Every deployment of prefect.yaml and a process worker: on the services stack when `make up` runs (or
+# STACK=services), else on a Prefect server on SQLite under GENRE_HOME (issue 12: docs/deploy.md). It ends with
+# the lines to paste into a shell (PREFECT_API_URL, MLFLOW_TRACKING_URI, ...).
+STACK ?= auto
 deploy: venv
-	$(PY) -m flows.local_server up --dataset $(DATASET)
+	$(PY) -m flows.local_server up --dataset $(DATASET) --stack $(STACK)
 
 stop:
 	$(PY) -m flows.local_server down
+
+# The services stack on 127.0.0.1: PostgreSQL 15 (pg_ctl), MLflow tracking server with proxied artifacts and a
+# Prefect server, both on it, and the ledger in it; state under $(GENRE_HOME)/services (default .genre/services).
+# DASK_WORKERS=N also starts a standing Dask scheduler and N worker processes (else each run starts a LocalCluster).
+# `make down` stops the worker and every service; it leaves no process.
+up: venv
+	$(PY) -m flows.services up --dask-workers $(or $(DASK_WORKERS),0)
+
+down:
+	$(PY) -m flows.local_server down
+	$(PY) -m flows.services down
 
 # Issue 5: `mlflow models serve` on the champion pair's genre-recourse at 127.0.0.1:$(PORT) (POST /invocations);
 # it follows the champion (GENRE_SERVE_POLL_SECONDS, default 30); `python -m tasks.serving.serve --pin` serves one version.

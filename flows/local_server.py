@@ -1,21 +1,29 @@
-"""A local Prefect server and process worker on 127.0.0.1 for the deployments in `prefect.yaml`.
+"""`make deploy`: every deployment of `prefect.yaml` on a Prefect server, with a process worker.
 
-    python -m flows.local_server up     # server + pool + `prefect deploy --all` + worker (make deploy)
-    python -m flows.local_server down   # stop what `up` started, by the pids it recorded (make stop)
+    python -m flows.local_server up     # make deploy
+    python -m flows.local_server down   # make stop: the worker and (embedded) server `up` started
 
-Pids and logs live under `GENRE_HOME/prefect-local/`; the server's database under its `home/`.
+Two set-ups, one code path:
+- services (`make up` ran, or `make deploy STACK=services`): the stack's Prefect server on PostgreSQL; the
+  flows reach MLflow, the ledger and Prefect by the URIs of `services/env.sh` (see `flows.services`);
+- embedded (otherwise): a Prefect server on SQLite under `<GENRE_HOME>/prefect-local/home`, started with
+  `prefect server start --background` and stopped with `prefect server stop`; the flows use the state of
+  GENRE_HOME (`tasks.home`: after `make run`, its story), which they resolve at each run.
+The worker is recorded in a pid file beside the server's (`flows.procs`). `up` ends with the lines to paste
+into a shell so that `prefect deployment run ...`, `mlflow ui` and `genre recourse` reach the same state.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from flows import procs, services
+from tasks.home import root_home, state_home
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "genre-process"
@@ -28,7 +36,7 @@ def local_dir(home: Path) -> Path:
 
 
 def prefect_env(home: Path, port: int, dataset: str = "compas") -> dict[str, str]:
-    """Environment for the server, the CLI and the worker: one PREFECT_HOME, the API on loopback."""
+    """Environment for the embedded server, the CLI and the worker: one PREFECT_HOME, the API on loopback."""
     env = dict(os.environ)
     env |= {
         "PREFECT_HOME": str(local_dir(home) / "home"),
@@ -40,35 +48,40 @@ def prefect_env(home: Path, port: int, dataset: str = "compas") -> dict[str, str
         # The deployments' alerts go through this saved notification block (`register_alert_block`).
         "GENRE_NOTIFY_BLOCK": os.environ.get("GENRE_NOTIFY_BLOCK") or f"genre-alert-log/{ALERT_BLOCK}",
     }
+    env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
     return env
 
 
-def _spawn(cmd: list[str], env: dict, log: Path) -> int:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc.pid
-
-
-def wait_healthy(port: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"the Prefect server on 127.0.0.1:{port} was not healthy after {timeout:.0f} s")
+def _server_pid(env: dict) -> int | None:
+    try:
+        return int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def start_server(home: Path, port: int, env: dict) -> int:
-    pid = _spawn([*PRELUDE, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                 local_dir(home) / "server.log")
-    _record(home, "server", pid, port)
-    wait_healthy(port)
-    return pid
+    """`prefect server start --background` (SQLite under PREFECT_HOME); returns its pid once healthy."""
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([*PRELUDE, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--background"],
+                          env=env, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"prefect server start failed: {done.stdout[-1500:]}{done.stderr[-1500:]}")
+    services.wait_http(f"http://127.0.0.1:{port}/api/health", "the Prefect server", timeout=120)
+    return _server_pid(env)
+
+
+def stop_server(env: dict) -> str | None:
+    pid = _server_pid(env)
+    if pid is None:
+        return None
+    subprocess.run([*PRELUDE, "server", "stop"], env=env, cwd=REPO, capture_output=True, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and procs.alive(pid, None):
+        time.sleep(0.3)
+    if procs.alive(pid, None):  # `prefect server stop` sends one SIGTERM and does not wait for it
+        os.kill(pid, signal.SIGKILL)
+        return f"server (pid {pid}) needed SIGKILL"
+    return f"server (pid {pid})"
 
 
 def deploy_all(env: dict) -> subprocess.CompletedProcess:
@@ -97,87 +110,80 @@ def deployed_summary(stdout: str) -> list[str]:
     return [f"deployed {name}" for name in re.findall(r"Deployment '([^']+)' successfully created", stdout)]
 
 
-def start_worker(home: Path, env: dict) -> int:
-    pid = _spawn([*PRELUDE, "worker", "start", "--pool", POOL], env, local_dir(home) / "worker.log")
-    _record(home, "worker", pid)
-    return pid
+def start_worker(folder: Path, env: dict) -> int:
+    return procs.spawn(folder, "worker", [*PRELUDE, "worker", "start", "--pool", POOL], env, cwd=REPO)
 
 
-def _record(home: Path, name: str, pid: int, port: int | None = None) -> None:
-    path = local_dir(home) / f"{name}.pid"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": pid, "port": port}))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our own child (the tests start it in-process): a zombie still answers kill 0.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def stop_pid(pid: int, signals: tuple[int, ...], wait: float = 15.0) -> bool:
-    """Send each signal in turn until the process is gone; a worker stops on SIGINT, not SIGTERM."""
-    for sig in signals:
-        if not _alive(pid):
-            return True
-        os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.3)
-    return not _alive(pid)
+def stop_worker(folder: Path) -> str | None:
+    return procs.stop(folder, "worker", (signal.SIGINT, signal.SIGTERM))  # a worker stops on SIGINT
 
 
 def down(home: Path) -> list[str]:
-    stopped = []
-    for name, signals in (("worker", (signal.SIGINT, signal.SIGTERM)), ("server", (signal.SIGTERM, signal.SIGINT))):
-        path = local_dir(home) / f"{name}.pid"
-        if not path.exists():
-            continue
-        pid = json.loads(path.read_text())["pid"]
-        if stop_pid(pid, signals):
-            path.unlink()
-            stopped.append(f"{name} (pid {pid})")
-        else:
-            stopped.append(f"{name} (pid {pid}) DID NOT STOP")
-    return stopped
+    """Stop the worker and the embedded server recorded under `home` (the services stack is `make down`'s)."""
+    env = prefect_env(home, 0)
+    return [line for line in (stop_worker(local_dir(home)), stop_server(env)) if line]
 
 
-def up(home: Path, port: int, dataset: str) -> None:
-    if (local_dir(home) / "server.pid").exists():
-        raise SystemExit(f"a local server is recorded in {local_dir(home)}: run `make stop` first")
+def paste_lines(env: dict) -> str:
+    keys = ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI", "GENRE_HOME", "GENRE_LEDGER_URL", "PGPASSFILE",
+            "GENRE_SERVICES")
+    return "\n".join(f"export {k}={env[k]}" for k in keys if env.get(k))
+
+
+def up(home: Path, port: int, dataset: str, stack: str = "auto") -> None:
     from genre.core.datasets import is_spec_path
     from tasks.data.specs import resolve_spec
 
+    svc = services.Stack.from_env()
+    use_services = stack == "services" or (stack == "auto" and (svc.folder / "env.sh").exists()
+                                           and services._prefect_pid(svc) and procs.alive(services._prefect_pid(svc), None))
     if is_spec_path(dataset):  # the worker runs in the repository: give it the file's absolute path
         dataset = str(Path(dataset).expanduser().resolve())
-    spec = resolve_spec(dataset, home)  # a bad spec fails here, not in the first scheduled run
-    print(f"data set '{spec.name}' ({dataset})")
-    env = prefect_env(home, port, dataset)
-    server = start_server(home, port, env)
+    extra = {"GENRE_REPO": str(REPO), "GENRE_DATASET": dataset, "GENRE_DATA_DIR": os.environ.get("GENRE_DATA_DIR", "")}
+    if use_services:
+        for line in services.up(svc):  # starts what is not running yet
+            print(line)
+        env, folder = services.prefect_env(svc) | extra, svc.prefect_home
+        env["GENRE_NOTIFY_BLOCK"] = os.environ.get("GENRE_NOTIFY_BLOCK") or f"genre-alert-log/{ALERT_BLOCK}"
+        state = svc.state
+    else:
+        folder = local_dir(home)
+        if procs.running(folder, "worker") or _server_pid(prefect_env(home, port)):
+            raise SystemExit(f"a local server is recorded in {folder}: run `make stop` first")
+        env = prefect_env(home, port, dataset)
+        state = state_home(home)
+    os.environ["GENRE_HOME"] = env["GENRE_HOME"]
+    spec = resolve_spec(dataset, state)  # a bad spec fails here, not in the first scheduled run
+    print(f"data set '{spec.name}' ({dataset}); state {state}")
+    if not use_services:
+        server = start_server(home, port, env)
+        print(f"Prefect server (pid {server}) on SQLite at http://127.0.0.1:{port}")
     result = deploy_all(env)
     if result.returncode != 0:
         print(result.stdout[-3000:])
         print(result.stderr[-3000:], file=sys.stderr)
-        down(home)
-        raise SystemExit(f"prefect deploy --all failed (exit {result.returncode}); server stopped")
+        if not use_services:
+            down(home)
+        raise SystemExit(f"prefect deploy --all failed (exit {result.returncode})")
     print("\n".join(deployed_summary(result.stdout)) or result.stdout[-3000:])
-    alerts = register_alert_block(home, env)
+    alerts = register_alert_block(Path(env["GENRE_HOME"]), env)
     if alerts.returncode != 0:
         print(alerts.stdout[-2000:] + alerts.stderr[-2000:], file=sys.stderr)
-        down(home)
-        raise SystemExit(f"could not save the alert block (exit {alerts.returncode}); server stopped")
+        if not use_services:
+            down(home)
+        raise SystemExit(f"could not save the alert block (exit {alerts.returncode})")
     print(alerts.stdout.strip())
-    worker = start_worker(home, env)
-    print(f"server pid {server} at http://127.0.0.1:{port} (UI and API), worker pid {worker} on pool {POOL}")
-    print(f"logs and pids: {local_dir(home)}; stop with `make stop`")
+    if procs.running(folder, "worker"):
+        print(f"worker already running ({procs.read(folder, 'worker')['pid']})")
+    else:
+        print(f"worker pid {start_worker(folder, env)} on pool {POOL}; log {folder / 'worker.log'}")
+    print(f"stop with `make {'down' if use_services else 'stop'}`. Paste these lines to use the Prefect CLI, "
+          f"`make serve` and `genre recourse` on the same state:\n")
+    shown = env if use_services else env | {"MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI")
+                                            or f"sqlite:///{state / 'mlflow.db'}"}
+    print(paste_lines(shown))
+    print("\ne.g. prefect deployment run issue-recourse/issue-recourse --params "
+          "'{\"applicants\": \"/abs/path/applicants.csv\"}'")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PREFECT_PORT", "4200")))
     parser.add_argument("--dataset", default=os.environ.get("DATASET", "compas"))
+    parser.add_argument("--stack", choices=["auto", "embedded", "services"], default=os.environ.get("STACK") or "auto",
+                        help="auto: the services stack when `make up` is running, else an embedded server")
     args = parser.parse_args(argv)
-    home = Path(os.environ.get("GENRE_HOME", ".genre")).resolve()
+    home = root_home()
     if args.command == "up":
-        up(home, args.port, args.dataset)
+        up(home, args.port, args.dataset, args.stack)
     else:
         print("stopped: " + (", ".join(down(home)) or "nothing was recorded"))
     return 0

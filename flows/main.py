@@ -12,7 +12,8 @@ SQLite under the story's folder).
    issued recourses as weighted favourable rows (`retrain --keep-promise`) keeps the promise and is
    promoted, then monitored (validity over time, every champion version);
 4. a corrupted batch arrives: quarantined with its summary, the champion unchanged.
-Each run gets its own folder `<GENRE_HOME>/story-<name>-<time>`, so earlier runs are kept.
+Each run gets its own folder `<GENRE_HOME>/story-<name>-<time>`, so earlier runs are kept; a finished story
+becomes the state of GENRE_HOME (`<GENRE_HOME>/current`, see `tasks.home`) for every other entry point.
 
 `--dataset` is a built-in name or a spec file (YAML/JSON, see README "Your own data set"): the spec is kept
 under the story's folder (`specs/<name>.json`), its data contract built there, and every folder is named
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from genre.core import files
 from genre.core.datasets import get_spec, is_spec_path, load_split
+from tasks.home import point_current, root_home
 
 # The shifted batch is a tenth of the training split (at least 500 rows), so its shift shows in the
 # drift of the training store on adult's 36k rows too, not only on compas' 4.6k.
@@ -159,13 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dataset = str(Path(args.dataset).expanduser().resolve()) if is_spec_path(args.dataset) else args.dataset
     name = get_spec(dataset).name  # "spec file not found: <path>" before any folder is made
-    root = Path(os.environ.get("GENRE_HOME", ".genre")).resolve()
+    root = root_home()
     home = root / f"story-{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     out = story(dataset, home, args.config)
     text = summary(out)
     (home / "summary.txt").write_text(text + "\n")
     (home / "summary.json").write_text(json.dumps(out, indent=1, default=str))
+    point_current(root, home)  # from now on deploy, serve, the CLI and the flows use this story's state
     print(text)
+    print(f"this story is now the state of GENRE_HOME={root} (its `current` file): `make deploy`, `make serve` and "
+          f"`genre recourse` use it")
     return 0 if out["champion_before_corrupt"] == out["champion_after_corrupt"] else 1
 
 

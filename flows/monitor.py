@@ -21,15 +21,17 @@ from prefect.cache_policies import NO_CACHE
 from monitoring.export import write_json
 from monitoring.inputs import validity_by_version
 from monitoring.reports import RecourseThresholds
-from tasks import notify
-from tasks.monitoring import champion as mon
-from tasks.registry import client as registry
+from tasks import engine, notify
 from tasks.ledger.db import Ledger, ledger_url
+from tasks.monitoring import champion as mon
+from tasks.monitoring import ledger_rescore as rescore
+from tasks.registry import client as registry
 from tasks.registry.reconcile import reconcile
+from tasks.retry import transient_only
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PipelineSettings
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def champion_classifier(settings: PipelineSettings) -> str | None:
     """The classifier version under the `champion` alias (None before the first promotion)."""
     version = registry.champion_versions(settings)[0]
@@ -42,7 +44,7 @@ def reconcile_registry(settings: PipelineSettings) -> list[str]:
     return reconcile(settings)["warnings"]
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def paired_generator(classifier_version: str, settings: PipelineSettings) -> tuple[str, list[str]]:
     """The generator judged with a classifier version, and the warnings its resolution raised.
 
@@ -60,19 +62,19 @@ def paired_generator(classifier_version: str, settings: PipelineSettings) -> tup
     return paired[-1], champion.warnings
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def load_classifier(version: str, settings: PipelineSettings):
     """h and its encoder of a registered classifier version."""
     return registry.load_classifier_version(version, settings)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def load_generator(version: str, settings: PipelineSettings):
     """The GenRe of a registered generator version."""
     return registry.load_generator_version(version, settings)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def training_table(version: str, settings: PipelineSettings):
     """The training snapshot a classifier version learned from."""
     return registry.training_data_for(version, settings)
@@ -98,7 +100,7 @@ def report_dir_of(url: str, version: str | None) -> str | None:
     return None if rows.empty else rows["report_dir"].iloc[-1]
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def tag_version(version: str, summary: dict, settings: PipelineSettings) -> None:
     """Point the classifier version at its monitoring run and headline figures (seen in the MLflow UI)."""
     figures = {
@@ -123,14 +125,18 @@ def poll_champion() -> dict:
 
 
 @flow(name="monitor", flow_run_name="monitor-v{version}", on_failure=[notify.on_failure])
-def monitor(version: str | None = None) -> dict:
-    """Monitor one classifier version (the champion when `version` is None), once."""
+def monitor(version: str | None = None, cluster: str | None = None, workers: int | None = None,
+            partition_rows: int = rescore.PARTITION_ROWS) -> dict:
+    """Monitor one classifier version (the champion when `version` is None), once. The ledger is re-judged in
+    partitions of `partition_rows` on `cluster` (`tasks.engine`: None in this process, "local" a Dask
+    LocalCluster of `workers` processes, or a scheduler address; default GENRE_DASK_CLUSTER)."""
     if version is None:
         get_run_logger().info("no version given: polling the registry's champion")
         result = poll_champion()
         if result.get("status") == "no_champion":
             get_run_logger().info("no champion yet: nothing was monitored")
         return result
+    engine_options = (engine.default_cluster(cluster), engine.default_workers(workers), partition_rows)
     version = str(version)
     log = get_run_logger()
     settings = PipelineSettings.from_env()
@@ -147,7 +153,7 @@ def monitor(version: str | None = None) -> dict:
         return {"status": "already_monitored", "classifier_version": version, "generator_version": generator_version,
                 "warnings": warnings}
     try:
-        summary = _monitor_claimed(version, generator_version, warnings, settings, url)
+        summary = _monitor_claimed(version, generator_version, warnings, settings, url, engine_options)
     except BaseException:
         mon.release_version(url, CLASSIFIER_MODEL, version)
         raise
@@ -192,7 +198,7 @@ def mlflow_experiment_id(settings: PipelineSettings) -> str | None:
 
 
 def _monitor_claimed(version: str, generator_version: str, warnings: list[str], settings: PipelineSettings,
-                     url: str) -> dict:
+                     url: str, engine_options: tuple) -> dict:
     from tasks.data.specs import resolve_spec
 
     spec = resolve_spec(dataset_of(version, settings), settings.home)
@@ -217,7 +223,9 @@ def _monitor_claimed(version: str, generator_version: str, warnings: list[str], 
         load_generator(generator_version, settings), new, train_new, audit, out_dir,
         {"n": t.n_factuals, "k": t.k, "temperature": t.temperature, "select": t.select, "seed": t.seed},
     )
-    judged = mon.judge_ledger(mon.issued_recourse(url, spec.name), new)
+    cluster, workers, rows = engine_options
+    judged = rescore.rescore_ledger(rescore.Rescore(url, spec.name, version, settings.mlflow_uri), new, cluster, workers,
+                                    rows)
     validity = validity_by_version(judged)
     thresholds = RecourseThresholds(validity=settings.gates.validity_h_floor,
                                     plausibility=settings.gates.plausibility_floor)

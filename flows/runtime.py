@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from tasks.home import state_home
 from tasks.liveness import owner_alive, owner_tag, process_start_time
 
 WATCHDOG = """
@@ -48,7 +49,7 @@ _WATCHDOGS: list[subprocess.Popen] = []  # referenced for the life of the proces
 
 
 def pids_dir() -> Path:
-    return Path(os.environ.get("GENRE_HOME", ".genre")).resolve() / "pids"
+    return state_home() / "pids"
 
 
 def _stop(pid: int, start: str | None) -> bool:

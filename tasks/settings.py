@@ -1,6 +1,6 @@
 """Pipeline settings: read once from the environment and `configs/pipeline.yaml`, then passed down.
 
-Environment: GENRE_HOME (default `.genre`), GENRE_DATA_DIR, MLFLOW_TRACKING_URI (default SQLite under
+Environment: GENRE_HOME (default `.genre`; the story named by its `current` file, see `tasks.home`), GENRE_DATA_DIR, MLFLOW_TRACKING_URI (default SQLite under
 GENRE_HOME), GENRE_PIPELINE_CONFIG (default `configs/pipeline.yaml` in the repo).
 """
 from __future__ import annotations
@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
+
+from tasks.home import state_home
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pipeline.yaml"
 EXPERIMENT = "genre-pipeline"
@@ -85,7 +87,7 @@ class PipelineSettings:
 
     @classmethod
     def from_env(cls, config: str | Path | None = None, **overrides) -> "PipelineSettings":
-        home = Path(os.environ.get("GENRE_HOME", ".genre")).resolve()
+        home = state_home()
         data_dir = os.environ.get("GENRE_DATA_DIR")
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
         path = Path(config or os.environ.get("GENRE_PIPELINE_CONFIG") or DEFAULT_CONFIG)
@@ -121,6 +123,16 @@ class PipelineSettings:
     @property
     def artifact_root(self) -> Path:
         return self.home / "mlartifacts"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """A new experiment's artifact location: under GENRE_HOME for a local store; None (the tracking
+        server's proxied `mlflow-artifacts:/`) when MLflow is reached over HTTP (`make up`)."""
+        return None if is_remote(self.mlflow_uri) else self.artifact_root.as_uri()
+
+
+def is_remote(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
 
 
 def _section(cls, values: dict | None):

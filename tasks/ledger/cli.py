@@ -2,7 +2,7 @@
 
 The spool (`GENRE_HOME/serving/ledger-spool.jsonl`) holds the rows of answers given while the ledger could
 not be written; the server also replays it at its next successful write. The registry and GENRE_HOME are
-found as for `genre recourse` (the newest `make run` story when GENRE_HOME holds none).
+found as for `genre recourse` (the state `tasks.home` resolves: GENRE_HOME, or the story `make run` last finished).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
     from tasks.serving.serve import resolve_registry
     from tasks.ledger.recorder import ServingLedger
 
-    resolve_registry()  # picks the story folder, so GENRE_HOME (and its spool) is the served one
+    resolve_registry()  # the state every entry point uses, so GENRE_HOME (and its spool) is the served one
     url = args.url or ledger_url()
     waiting = ledger_spool.pending(url)
     try:

@@ -12,18 +12,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import (JSON, Boolean, DateTime, Float, Index, Integer, String, Text, create_engine, inspect, select,
-                        text, update)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, Index, Integer, String, Text, create_engine, delete, inspect,
+                        select, text, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from tasks.home import state_home
+
 
 def ledger_url(home: str | Path | None = None) -> str:
-    """`GENRE_LEDGER_URL` if set, else SQLite at `<GENRE_HOME>/ledger.db` (home defaults to `.genre`)."""
+    """`GENRE_LEDGER_URL` if set, else SQLite at `<GENRE_HOME>/ledger.db` (home defaults to `tasks.home.state_home()`)."""
     url = os.environ.get("GENRE_LEDGER_URL")
     if url:
         return url
-    home = Path(home or os.environ.get("GENRE_HOME", ".genre")).resolve()
+    home = Path(home).resolve() if home else state_home()
     return f"sqlite:///{home / 'ledger.db'}"
 
 
@@ -151,6 +153,11 @@ class Ledger:
             session.add_all(rows)
             session.flush()
             return [r.id for r in rows]
+
+    def discard_batch(self, batch_id: str) -> int:
+        """Remove one batch's recourse rows (a batch that failed before its results reached anyone)."""
+        with Session(self.engine) as session, session.begin():
+            return session.execute(delete(RecourseEntry).where(RecourseEntry.batch_id == batch_id)).rowcount
 
     def entries(self, dataset: str | None = None, since: datetime | None = None) -> pd.DataFrame:
         """All recourses (optionally of one data set, issued at or after `since`) as a frame, oldest first."""

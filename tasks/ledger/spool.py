@@ -20,12 +20,14 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from genre.core import files
 
+from tasks.home import state_home
+
 log = logging.getLogger(__name__)
 DATETIMES = {"issued": ("requested_at",), "served": ("answered_at",)}
 
 
 def spool_path() -> Path:
-    return Path(os.environ.get("GENRE_HOME", ".genre")).resolve() / "serving" / "ledger-spool.jsonl"
+    return state_home() / "serving" / "ledger-spool.jsonl"
 
 
 def ledger_name(url: str) -> str:

@@ -22,17 +22,19 @@ from monitoring.reports import (
 )
 from tasks.ledger.db import Ledger
 from tasks.liveness import OWNER_TAG, owner_tag
+from tasks.retry import transient_only
+from tasks.settings import is_remote
 
 MONITOR_EXPERIMENT = "genre-monitoring"
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def claim_version(ledger_url: str, model_name: str, version: str) -> bool:
     """Claim a classifier version for monitoring; False if it was monitored (or is being monitored) already."""
     return _with_ledger(ledger_url, lambda ledger: ledger.claim(model_name, version))
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def release_version(ledger_url: str, model_name: str, version: str) -> None:
     """Give an unfinished claim back so that the next poll retries the version."""
     _with_ledger(ledger_url, lambda ledger: ledger.release(model_name, version))
@@ -42,12 +44,6 @@ def release_version(ledger_url: str, model_name: str, version: str) -> None:
 def previous_version(ledger_url: str, model_name: str, dataset: str) -> str | None:
     """The classifier version of this data set monitored last: the previous champion the reports compare with."""
     return _with_ledger(ledger_url, lambda ledger: ledger.last_monitored(model_name, dataset))
-
-
-@task(cache_policy=NO_CACHE)
-def issued_recourse(ledger_url: str, dataset: str) -> pd.DataFrame:
-    """Every recourse issued for a data set."""
-    return _with_ledger(ledger_url, lambda ledger: ledger.entries(dataset))
 
 
 @task(cache_policy=NO_CACHE)
@@ -68,7 +64,7 @@ def override_of_version(ledger_url: str, version: str) -> dict | None:
             "affected_ids": list(row["affected_ids"])}
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def finish_version(ledger_url: str, model_name: str, version: str, dataset: str, report_dir: str,
                    run_id: str | None, validity: dict[str, tuple[int, float]]) -> None:
     """Mark the version monitored, with its ledger validity by issuing version."""
@@ -139,12 +135,6 @@ def audit_recourse(genre, new: tuple[Classifier, MinMaxEncoder], train: pd.DataF
 
 
 @task(cache_policy=NO_CACHE)
-def judge_ledger(entries: pd.DataFrame, new: tuple[Classifier, MinMaxEncoder]) -> pd.DataFrame:
-    """Each issued recourse judged again by the new champion: issued_by, still_valid."""
-    return inputs.ledger_still_valid(entries, *new)
-
-
-@task(cache_policy=NO_CACHE)
 def recourse_report(reference: pd.DataFrame | None, audit_frame: pd.DataFrame, judged: pd.DataFrame,
                     thresholds: RecourseThresholds, out_dir: Path, title: str = "Recourse quality") -> dict:
     """Recourse report (validity, cost, plausibility, ledger still valid by version); figures and paths."""
@@ -197,7 +187,7 @@ def validity_over_time_report(history: pd.DataFrame, version: str, validity: dic
                                                            if t["status"] == "FAIL"]}
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def log_validity_over_time(tracking_uri: str, artifact_root: Path, dataset: str, version: str,
                            validity: dict[str, tuple[int, float]]) -> str | None:
     """Validity over time in one MLflow run per data set (`validity-over-time-<dataset>`, kept open across
@@ -228,12 +218,14 @@ def _monitor_experiment(tracking_uri: str, artifact_root: Path) -> None:
     from tasks.registry.client import ensure_experiment
 
     mlflow.set_tracking_uri(tracking_uri)
-    # Artifacts under GENRE_HOME beside the pipeline's, never in a ./mlruns of the working directory.
-    ensure_experiment(mlflow.MlflowClient(tracking_uri), MONITOR_EXPERIMENT, artifact_root)
+    # Artifacts under GENRE_HOME beside the pipeline's, never in a ./mlruns of the working directory;
+    # a tracking server (`make up`) keeps them itself (proxied artifacts).
+    location = None if is_remote(tracking_uri) else Path(artifact_root).resolve().as_uri()
+    ensure_experiment(mlflow.MlflowClient(tracking_uri), MONITOR_EXPERIMENT, location)
     mlflow.set_experiment(MONITOR_EXPERIMENT)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def log_monitoring_run(tracking_uri: str, artifact_root: Path, summary: dict, out_dir: Path) -> str:
     """Log the reports, the plot and the headline figures to MLflow; returns the run id."""
     _monitor_experiment(tracking_uri, artifact_root)

@@ -45,18 +45,18 @@ def configure_mlflow(settings: PipelineSettings | None = None) -> MlflowClient:
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     client = MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
-    ensure_experiment(client, settings.experiment, settings.artifact_root)
+    ensure_experiment(client, settings.experiment, settings.artifact_location)
     mlflow.set_experiment(settings.experiment)
     return client
 
 
-def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
-    """The experiment's id; created with its artifact root under GENRE_HOME and marked a model-training one."""
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id; created with its artifact location (a URI under GENRE_HOME, or None: a tracking
+    server's proxied artifacts) and marked a model-training one."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=Path(artifact_root).resolve().as_uri(),
-                                            tags=EXPERIMENT_KIND)
+            return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
         except MlflowException:
             experiment = client.get_experiment_by_name(name)  # created meanwhile by another process
     for key, value in EXPERIMENT_KIND.items():

@@ -7,6 +7,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from tasks.registry.client import CHALLENGER, move_champion, set_alias
+from tasks.retry import transient_only
 from tasks.settings import CLASSIFIER_MODEL, GENERATOR_MODEL, PROMOTED_EVENT, RECOURSE_MODEL, PipelineSettings
 
 
@@ -30,7 +31,7 @@ def mark_challenger(versions: dict, settings: PipelineSettings) -> None:
             set_alias(model, CHALLENGER, versions[key], settings)
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def promote_pair(classifier_version: str, generator_version: str, data_hash: str, settings: PipelineSettings) -> str:
     """Move `champion` to the pair and announce it; the monitor deployment triggers on this event."""
     move_champion(classifier_version, generator_version, settings)

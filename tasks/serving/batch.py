@@ -1,4 +1,5 @@
-"""Prefect tasks for issuing recourse to a batch of applicants and recording it in the ledger."""
+"""Prefect tasks for issuing recourse to a batch of applicants and recording it in the ledger (the partitions
+themselves are answered by `tasks.serving.partitions`)."""
 from __future__ import annotations
 
 import json
@@ -12,12 +13,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from genre.core.classifier import Classifier
-from genre.core.datasets import DatasetSpec, DataError, read_table
+from genre.core.datasets import DatasetSpec
 from genre.core.encoding import MinMaxEncoder
-from genre.core.metrics import cost
+from tasks.ledger.db import Issued
 from tasks.registry import client as registry
-from tasks.data.csv_safe import write_csv
-from tasks.ledger.db import Issued, Ledger
+from tasks.retry import PermanentError, transient_only
 
 ID_COLUMN = "applicant_id"
 ACCEPTED, ISSUED, NO_RECOURSE = "accepted", "recourse_issued", "no_valid_recourse"
@@ -34,13 +34,13 @@ class ChampionPair:
     generator_version: str
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def load_champion_pair(dataset: str) -> ChampionPair:
     """Load the champion classifier and the generator trained against it, as `registry.resolve_champion`
     resolves them for serving and monitoring too (a mismatched generator alias is warned about, not used)."""
     champion = registry.resolve_champion()
     if champion.classifier_version is None:
-        raise RuntimeError("no champion pair in the registry yet: run the retrain flow (or `make run`) first")
+        raise PermanentError("no champion pair in the registry yet: run the retrain flow (or `make run`) first")
     for warning in champion.warnings:
         get_run_logger().warning("%s", warning)
     classifier_version, generator_version = champion.classifier_version, champion.generator_version
@@ -50,31 +50,6 @@ def load_champion_pair(dataset: str) -> ChampionPair:
                          f"not '{dataset}'")
     return ChampionPair(classifier, encoder, registry.load_generator_version(generator_version),
                         classifier_version, generator_version)
-
-
-@task(cache_policy=NO_CACHE)
-def has_id_column(path: Path) -> bool:
-    """Whether an applicants CSV names its applicants (an `applicant_id` column) rather than by row number."""
-    return ID_COLUMN in pd.read_csv(path, nrows=0).columns
-
-
-def read_applicants(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, list[str]]:
-    """Read and check an applicants CSV (the spec's features; the target is not needed) and their ids."""
-    table = read_table(path, spec, require_target=False)
-    ids = pd.read_csv(path, dtype=str, usecols=lambda c: c == ID_COLUMN, keep_default_na=False)
-    if ID_COLUMN in ids.columns:
-        blank = ids[ID_COLUMN].str.strip() == ""
-        if blank.any():
-            raise DataError(path, "empty applicant id", row=int(np.flatnonzero(blank)[0]) + 1, column=ID_COLUMN)
-        return table, ids[ID_COLUMN].tolist()
-    # Without an id column, the data row number (from 1) names the applicant.
-    return table, [str(i + 1) for i in range(len(table))]
-
-
-@task(cache_policy=NO_CACHE)
-def score_applicants(pair: ChampionPair, table: pd.DataFrame) -> np.ndarray:
-    """h(x) for each applicant, in the champion's encoding."""
-    return pair.classifier.predict_proba(pair.encoder.transform(table))
 
 
 @dataclass
@@ -91,23 +66,6 @@ class RecourseBatch:
         return self.score > 0.5
 
 
-@task(cache_policy=NO_CACHE)
-def generate_recourse(
-    pair: ChampionPair, table: pd.DataFrame, rows: np.ndarray, *, k: int, temperature: float, select: str, seed: int
-) -> RecourseBatch:
-    """Recourse from the champion generator for the applicants at `rows`, with its cost and h(x+)."""
-    factuals = pair.encoder.transform(table.iloc[rows])
-    if len(rows) == 0:  # everyone accepted: nothing to sample
-        return RecourseBatch(rows=np.asarray(rows, dtype=int), recourse=pair.encoder.to_units(factuals),
-                             cost=np.zeros(0), score=np.zeros(0))
-    recourses = pair.genre.generate(factuals, k=k, temperature=temperature, select=select, seed=seed)
-    # Judged as written: in the data's own units and precision (whole numbers stay whole).
-    recourses = pair.encoder.snap_units(recourses)
-    return RecourseBatch(rows=np.asarray(rows), recourse=pair.encoder.to_units(recourses),
-                         cost=cost(factuals, recourses), score=pair.classifier.predict_proba(recourses))
-
-
-@task(cache_policy=NO_CACHE)
 def ledger_entries(
     pair: ChampionPair, spec: DatasetSpec, table: pd.DataFrame, ids: list[str], score: np.ndarray, batch: RecourseBatch,
     real_ids: bool = True,
@@ -127,17 +85,6 @@ def ledger_entries(
     ]
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def record_recourse(ledger_url: str, issued: list[Issued], batch_id: str) -> list[int]:
-    """Write one batch of issued recourse to the ledger in a single transaction."""
-    ledger = Ledger(ledger_url)
-    try:
-        return ledger.record(issued, batch_id=batch_id)
-    finally:
-        ledger.dispose()
-
-
-@task(cache_policy=NO_CACHE)
 def results_table(
     ids: list[str], table: pd.DataFrame, score: np.ndarray, batch: RecourseBatch, ledger_ids: list[int]
 ) -> pd.DataFrame:
@@ -158,12 +105,6 @@ def results_table(
     out["ledger_id"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
     out.loc[rows[batch.valid], "ledger_id"] = ledger_ids
     return out
-
-
-@task(cache_policy=NO_CACHE)
-def write_results(results: pd.DataFrame, path: Path) -> Path:
-    """Write the results CSV under a temp name, then rename it; text that would run as a formula is neutralised."""
-    return write_csv(results, path)
 
 
 def whole_as_integers(table: pd.DataFrame, encoder) -> pd.DataFrame:

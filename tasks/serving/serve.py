@@ -3,9 +3,8 @@
     python -m tasks.serving.serve [--port 5001] [--pin] [--model-uri URI]
 
 The registry is the pipeline's (`tasks.settings`: MLFLOW_TRACKING_URI, else SQLite at
-`$GENRE_HOME/mlflow.db`). `make run` keeps each story in its own `$GENRE_HOME/story-<dataset>-<time>/`
-folder; when `$GENRE_HOME/mlflow.db` does not exist and MLFLOW_TRACKING_URI is unset, the newest story's
-registry is used, and GENRE_HOME points at that story so that answers land in its ledger.
+`<state>/mlflow.db`), where the state is the one every entry point uses (`tasks.home`: GENRE_HOME, or the
+story `make run` last finished there); answers land in that state's ledger (or GENRE_LEDGER_URL).
 
 The champion pair is resolved as batch recourse and monitoring resolve it (`registry.resolve_champion`), and
 the server follows it: every `GENRE_SERVE_POLL_SECONDS` (default 30) the served model checks the champion
@@ -19,24 +18,20 @@ import os
 import sys
 from pathlib import Path
 
+from tasks.home import state_home
 from tasks.settings import RECOURSE_MODEL, PipelineSettings
 
 POLL = "GENRE_SERVE_POLL_SECONDS"
 
 
 def resolve_registry() -> str:
-    """Set MLFLOW_TRACKING_URI (and GENRE_HOME for a story's registry) in os.environ; return the URI."""
+    """Set MLFLOW_TRACKING_URI and GENRE_HOME in os.environ (the state `tasks.home` resolves, so that answers
+    land in its ledger); return the URI."""
+    home = state_home()
+    os.environ["GENRE_HOME"] = str(home)
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    settings = PipelineSettings.from_env()
-    home = settings.home
-    if not (home / "mlflow.db").exists():
-        stories = sorted(home.glob("story-*/mlflow.db"), key=lambda p: p.stat().st_mtime)
-        if stories:
-            home = stories[-1].parent
-            os.environ["GENRE_HOME"] = str(home)
-            print(f"using the newest `make run` story's registry: {home}", file=sys.stderr)
-    uri = f"sqlite:///{home / 'mlflow.db'}"
+    uri = PipelineSettings.from_env().mlflow_uri
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
 

@@ -1,4 +1,5 @@
-"""`prefect --no-prompt deploy --all` against a real local server (free loopback port), stopped by pid."""
+"""`prefect --no-prompt deploy --all` against a real local server (free loopback port), started with
+`prefect server start --background` and stopped with `prefect server stop`."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import subprocess
 
 import pytest
 
-from flows import local_server
+from flows import local_server, procs
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_deploy_all_against_a_local_server(tmp_path):
         (alert,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
         assert alert["subject"] == "[genre] drift: deployed block" and alert["body"] == "body text"
     finally:
-        stopped = local_server.down(tmp_path)
+        stopped = local_server.down(tmp_path)  # `prefect server stop`, then waits for the pid to go
     assert stopped == [f"server (pid {server})"]
-    assert not local_server._alive(server)
-    assert not (local_server.local_dir(tmp_path) / "server.pid").exists()
+    assert not procs.alive(server, None)
+    assert not (local_server.local_dir(tmp_path) / "home" / "server.pid").exists()
