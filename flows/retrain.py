@@ -147,8 +147,9 @@ def write_anchors(issued, spec, run_dir, settings: PipelineSettings):
 def commitment_gate(issued, run_dir, settings: PipelineSettings) -> tuple[dict, str]:
     """Re-score the window's issued recourse under the challenger h of `run_dir`; the gate row and its report."""
     classifier, encoder = Classifier.load(run_dir / "classifier.pt"), load_run_encoder(run_dir)
-    gate = promise.commitment_gate(issued, classifier, encoder, settings.commitment)
-    report = promise.write_report(gate, promise.rescore(issued, classifier, encoder), run_dir)
+    judged = promise.rescore(issued, classifier, encoder)  # once: the gate and its report read the same frame
+    gate = promise.commitment_gate(judged, settings.commitment)
+    report = promise.write_report(gate, judged, run_dir)
     return gate, report
 
 

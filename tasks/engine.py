@@ -14,7 +14,7 @@ import os
 import time
 
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed, wait
+from prefect.futures import as_completed
 
 CLUSTER = "GENRE_DASK_CLUSTER"
 WORKERS = "GENRE_DASK_WORKERS"
@@ -78,7 +78,6 @@ def map_partitions(task, items: list[tuple], cluster: str | None, workers: int, 
         for done, _ in enumerate(as_completed(futures), start=1):
             get_run_logger().info("%s: %d/%d partitions done (%.0f s)", label, done, len(items),
                                   time.monotonic() - started)
-        wait(futures)
         return [f.result() for f in futures]  # raises the first partition's error, if any failed
 
     with _api_for_workers():

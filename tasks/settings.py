@@ -6,6 +6,8 @@ GENRE_HOME), GENRE_PIPELINE_CONFIG (default `configs/pipeline.yaml` in the repo)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -141,3 +143,23 @@ def _section(cls, values: dict | None):
     if unknown:
         raise ValueError(f"{DEFAULT_CONFIG.name}: unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
     return cls(**(values or {}))
+
+
+@contextmanager
+def temporary_env(values: dict[str, str | None]) -> Iterator[None]:
+    """Set (a value) or unset (None) these environment variables for the block; each comes back as it was."""
+    before = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+

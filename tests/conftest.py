@@ -49,21 +49,13 @@ def _pipeline_home(home: Path, gates: dict, **training):
     """Point the pipeline at `home` with a pipeline.yaml of these `gates` and `TINY_TRAINING` (updated by
     `training`), and the default registry and ledger there; the previous environment comes back afterwards,
     so modules do not leak their stores into each other."""
-    keys = ("GENRE_HOME", "GENRE_PIPELINE_CONFIG", "MLFLOW_TRACKING_URI", "GENRE_LEDGER_URL")
-    saved = {k: os.environ.get(k) for k in keys}
+    from tasks.settings import temporary_env
+
     config_path = home / "pipeline.yaml"
     config_path.write_text(yaml.safe_dump({"gates": gates, "training": {**TINY_TRAINING, **training}}))
-    os.environ.update(GENRE_HOME=str(home), GENRE_PIPELINE_CONFIG=str(config_path))
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("GENRE_LEDGER_URL", None)
-    try:
+    with temporary_env({"GENRE_HOME": str(home), "GENRE_PIPELINE_CONFIG": str(config_path),
+                        "MLFLOW_TRACKING_URI": None, "GENRE_LEDGER_URL": None}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -106,23 +106,7 @@ def training_scaling(setup, sizes=TRAIN_SIZES, *, epochs: int = 2, seed: int = 0
 
 
 def scaling_genre(setup):
-    """The GenRe used for the sampling curve: the trained one when `genre.evaluation.genre_methods` can give it,
-    else the data set's recipe with its initial weights (sampling time depends on the architecture, not the
-    weights)."""
-    from genre.core.generator import Generator
-    from genre.core.sampler import GenRe
-    from genre.core.train_generator import recipe
+    """The GenRe used for the sampling curve: the `genre` method's generator (trained and cached when missing)."""
+    from genre.evaluation.genre_methods import load_or_train
 
-    try:
-        from genre.evaluation.genre_methods import load_genre  # helper module for the `genre` method, when present
-        return load_genre(setup), "trained"
-    except (ImportError, AttributeError):
-        pass
-    gen_cfg, _ = recipe(setup.spec.name, setup.spec.d)
-    try:
-        from genre.core.sampler import observed_support
-        support = observed_support(setup.X_train, setup.encoder, gen_cfg.n_bins)
-    except ImportError:
-        support = None
-    genre = GenRe(Generator(gen_cfg), setup.encoder, setup.classifier, support=support)
-    return genre, "initial weights (recipe architecture)"
+    return load_or_train(setup), "trained"

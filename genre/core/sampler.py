@@ -263,8 +263,9 @@ class GenRe:
 
         live = keeps(out)
         delta = np.abs(out - factuals)
+        order = np.argsort(-delta, axis=1, kind="stable")  # each row's changes, largest first (delta is fixed)
         for rank in range(out.shape[1]):
-            j = np.argsort(-delta, axis=1, kind="stable")[:, rank]  # each row's rank-th largest change
+            j = order[:, rank]  # each row's rank-th largest change
             rows = np.flatnonzero(live & (delta[np.arange(len(out)), j] > 0))
             if len(rows) == 0:
                 continue

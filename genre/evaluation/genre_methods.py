@@ -53,9 +53,6 @@ def load_or_train(setup, *, progress: bool = True, config: GeneratorConfig | Non
     return genre
 
 
-load_genre = load_or_train  # the name other benches look for
-
-
 def sampling(setup, which: str = "paper") -> Sampling:
     """The data set's sampling settings: "paper" (max_prob at its chosen temperature and k) or "best"."""
     r = load_recipe(setup.spec.name, setup.spec.d)

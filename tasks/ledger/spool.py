@@ -98,7 +98,11 @@ def replay(url: str, write_missing, *, wait: bool = True) -> dict:
         if bad:  # kept for a person to read, never silently dropped
             with open(path.with_name("ledger-spool.unreadable.jsonl"), "a") as fh:
                 fh.write("\n".join(bad) + "\n")
-        files.write_text(path, "".join(line + "\n" for line, _ in others))
+        if mine or bad:  # otherwise the file is as it was: leave it (no rewrite on every serving request)
+            if others:
+                files.write_text(path, "".join(line + "\n" for line, _ in others))
+            else:
+                path.unlink()  # empty: gone, so the next request's `exists` check skips the lock and the read
         counts["left_for_other_ledgers"], counts["unreadable_lines"] = len(others), len(bad)
     if counts["replayed"] or counts["already_recorded"]:
         log.info("ledger %s: replayed %d spooled rows (%d were recorded already)", ledger_name(url),

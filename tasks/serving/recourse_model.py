@@ -33,7 +33,7 @@ from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, 
 from tasks.serving.honour import HONOUR_SWITCH, honour, real_ids
 from tasks.training.pyfunc_models import PIP_REQUIREMENTS, feature_inputs, value_type
 from tasks.ledger.recorder import LEDGER_SWITCH, ServingLedger, recording_enabled
-from tasks.settings import GENERATOR_MODEL, RECOURSE_MODEL
+from tasks.settings import GENERATOR_MODEL, RECOURSE_MODEL, temporary_env
 
 ID_COLUMN = "applicant_id"
 FOLLOW = "GENRE_SERVE_FOLLOW"  # seconds between checks of the champion pair; unset or 0: serve a pinned pair
@@ -159,16 +159,8 @@ def _honour_settings(recording: bool) -> tuple[bool, float]:
 def _no_ledger():
     """MLflow calls `predict` on the input example while logging: those rows are not answers to anyone, so
     nothing is recorded and nothing honoured (switched off outright: no warning that honouring needs the ledger)."""
-    before = {k: os.environ.get(k) for k in (LEDGER_SWITCH, HONOUR_SWITCH)}
-    os.environ.update({LEDGER_SWITCH: "off", HONOUR_SWITCH: "off"})
-    try:
+    with temporary_env({LEDGER_SWITCH: "off", HONOUR_SWITCH: "off"}):
         yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def recourse_artifacts(run_dir: Path, classifier_version: str, generator_version: str, run_id: str) -> dict[str, str]:

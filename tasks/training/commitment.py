@@ -38,7 +38,7 @@ def window_start(config: CommitmentConfig, now: datetime | None = None) -> datet
 
 
 def rescore(entries: pd.DataFrame, classifier: Classifier, encoder: MinMaxEncoder) -> pd.DataFrame:
-    """Each ledger entry judged by a classifier: ledger_id, applicant_id, issued_by, generator, score, still_valid."""
+    """Each ledger entry judged by a classifier: ledger_id, applicant_id, issued_by, still_valid."""
     judged = ledger_still_valid(entries, classifier, encoder)
     if entries.empty:
         return pd.DataFrame(columns=["ledger_id", "applicant_id", "issued_by", "still_valid"])
@@ -48,11 +48,10 @@ def rescore(entries: pd.DataFrame, classifier: Classifier, encoder: MinMaxEncode
                          "still_valid": judged["still_valid"].to_numpy()})
 
 
-def commitment_gate(entries: pd.DataFrame, classifier: Classifier, encoder: MinMaxEncoder,
-                    config: CommitmentConfig) -> dict:
+def commitment_gate(judged: pd.DataFrame, config: CommitmentConfig) -> dict:
     """The gate row (name, figure = share voided, threshold = max_voided, passed, op '<=') with the counts
-    and the affected ledger ids. An empty window voids nothing and passes."""
-    judged = rescore(entries, classifier, encoder)
+    and the affected ledger ids, from the window's entries as `rescore` judged them under the challenger.
+    An empty window voids nothing and passes."""
     rescored = len(judged)
     voided = judged[judged["still_valid"] == 0] if rescored else judged
     share = len(voided) / rescored if rescored else 0.0
@@ -131,8 +130,3 @@ def only_commitment_failed(tags: dict[str, str]) -> tuple[bool, list[str]]:
                     if k.startswith("gate.") and k.endswith(".verdict") and v == "fail")
     return failed == [GATE], failed
 
-
-def affected_count(gates: list[dict]) -> int | None:
-    """The commitment gate's voided count in a list of gate rows (None when it was not judged)."""
-    row = next((g for g in gates if g["name"] == GATE), None)
-    return None if row is None else int(row["voided"])

@@ -46,7 +46,7 @@ def ledger(tmp_path, h):
 
 def test_the_gate_blocks_above_the_threshold_and_names_the_affected_ids(ledger, h):
     db, ids = ledger
-    gate = promise.commitment_gate(db.entries("compas"), *h, CommitmentConfig(max_voided=0.05))
+    gate = promise.commitment_gate(promise.rescore(db.entries("compas"), *h), CommitmentConfig(max_voided=0.05))
     assert gate["rescored"] == 14 and gate["voided"] == 4
     assert gate["figure"] == pytest.approx(4 / 14, abs=1e-4) and gate["threshold"] == 0.05
     assert not gate["passed"] and gate["affected_ids"] == ids[10:]
@@ -58,9 +58,11 @@ def test_the_gate_blocks_above_the_threshold_and_names_the_affected_ids(ledger, 
 
 def test_the_gate_passes_at_or_under_the_threshold_and_on_an_empty_window(ledger, h):
     db, _ = ledger
-    assert promise.commitment_gate(db.entries("compas"), *h, CommitmentConfig(max_voided=0.3))["passed"]
+    judged = promise.rescore(db.entries("compas"), *h)
+    assert promise.commitment_gate(judged, CommitmentConfig(max_voided=0.3))["passed"]
     future = datetime.now(timezone.utc) + timedelta(days=1)
-    empty = promise.commitment_gate(db.entries("compas", since=future), *h, CommitmentConfig(window_days=1))
+    empty = promise.commitment_gate(promise.rescore(db.entries("compas", since=future), *h),
+                                   CommitmentConfig(window_days=1))
     assert empty["passed"] and empty["rescored"] == 0 and empty["figure"] == 0.0 and empty["affected_ids"] == []
 
 
@@ -76,8 +78,9 @@ def test_the_window_only_counts_recent_recourse(ledger):
 def test_the_report_lists_every_affected_entry(ledger, h, tmp_path):
     db, ids = ledger
     entries = db.entries("compas")
-    gate = promise.commitment_gate(entries, *h, CommitmentConfig())
-    path = promise.write_report(gate, promise.rescore(entries, *h), tmp_path / "run")
+    judged = promise.rescore(entries, *h)
+    gate = promise.commitment_gate(judged, CommitmentConfig())
+    path = promise.write_report(gate, judged, tmp_path / "run")
     report = pd.read_json(path, typ="series")
     assert [a["ledger_id"] for a in report["affected"]] == ids[10:]
     text = (tmp_path / "run" / "commitment.md").read_text()
