@@ -5,6 +5,7 @@ The three built-in specs describe the paper's preprocessed Adult, COMPAS and HEL
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -309,12 +310,69 @@ def read_table(path: str | Path, spec: DatasetSpec, *, require_target: bool = Tr
     return coerce_frame(raw[wanted], spec, source=str(path))
 
 
+EMPTY_VALUES = frozenset({"", "nan", "NaN", "None"})
+
+
 def coerce_frame(raw: pd.DataFrame, spec: DatasetSpec, *, source: str = "<frame>") -> pd.DataFrame:
     """Type and check the spec's columns of a string-or-mixed frame (rows numbered from 1)."""
+    typed = _coerce_typed(raw, spec)
+    return typed if typed is not None else _coerce_checked(raw, spec, source)
+
+
+def _coerce_typed(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame | None:
+    """`coerce_frame`'s result without pandas' per-column string pass, for the common case of numeric columns
+    that arrive already typed (int or float arrays, as JSON and typed frames give them) and known categories;
+    None as soon as anything needs `_coerce_checked`'s reading or its error message (which it then gives)."""
+    out: dict[str, pd.Series] = {}
+    for col in raw.columns:
+        values = raw[col].to_numpy()
+        if col in spec.categorical:
+            domain = spec.categorical[col]
+            known = _domain_set(tuple(domain))
+            cells = []
+            for v in values:
+                text = (v if isinstance(v, str) else str(v)).strip()
+                if text not in known:
+                    if text in EMPTY_VALUES:
+                        return None
+                    text = canonical_category(text, domain)
+                    if text not in known:
+                        return None
+                cells.append(text)
+            out[col] = pd.Series(cells, index=raw.index, dtype=object)
+            continue
+        if values.dtype.kind not in "if":
+            return None
+        whole = col in spec.integer or col == spec.target
+        if values.dtype.kind == "i":
+            numbers = values.astype(np.int64 if whole else np.float64)
+        else:
+            floats = values.astype(np.float64)
+            if not np.isfinite(floats).all():
+                return None
+            if whole:
+                if (np.abs(floats) >= 2.0**63).any() or (floats % 1 != 0).any():
+                    return None
+                numbers = floats.astype(np.int64)
+            else:
+                numbers = floats
+        if col == spec.target and not np.isin(numbers, [0, 1]).all():
+            return None
+        out[col] = pd.Series(numbers, index=raw.index)
+    return pd.DataFrame(out, index=raw.index)
+
+
+@functools.lru_cache(maxsize=256)
+def _domain_set(domain: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(domain)
+
+
+def _coerce_checked(raw: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.DataFrame:
+    """The general reading: every value through its text, each failure a `DataError` naming row and column."""
     out: dict[str, pd.Series] = {}
     for col in raw.columns:
         values = raw[col].astype(str).str.strip()
-        empty = values.isin(["", "nan", "NaN", "None"])
+        empty = values.isin(sorted(EMPTY_VALUES))
         if empty.any():
             row = int(np.flatnonzero(empty.to_numpy())[0]) + 1
             raise DataError(source, "empty value", row=row, column=col)

@@ -218,9 +218,10 @@ def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, ve
           request_id: str, ids: list[str], real: list[bool], honoured: dict[int, list[int]]) -> list[dict]:
     dataset, features = spec.name, list(spec.features)
     now = datetime.now(timezone.utc)
-    sent = applicants.reset_index(drop=True).astype(object)
+    applicants = applicants.reset_index(drop=True)
+    sent = applicants.astype(object)
     sent = sent.where(sent.notna(), None)
-    factuals = _typed_factuals(sent, answers, spec)
+    factuals = _typed_factuals(applicants, answers, spec)
     out = []
     for i, a in enumerate(answers.to_dict(orient="records")):
         applicant = {c: _text(sent.at[i, c]) for c in sent.columns}
@@ -245,10 +246,11 @@ def _text(value) -> str | None:
     return None if value is None else str(value)
 
 
-def _typed_factuals(sent: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec) -> dict[int, dict]:
-    """Row -> the factual in the applicant's typed units (as batch recourse stores it), for the ok rows."""
+def _typed_factuals(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec) -> dict[int, dict]:
+    """Row -> the factual in the applicant's typed units (as batch recourse stores it), for the ok rows.
+    `applicants` as sent (its columns' own types: typed numbers take `coerce_frame`'s quick path)."""
     ok = [i for i, s in enumerate(answers["status"]) if s == OK]
     if not ok:
         return {}
-    typed = coerce_frame(sent.loc[ok, list(spec.features)], spec, source="request")
+    typed = coerce_frame(applicants.loc[ok, list(spec.features)], spec, source="request")
     return dict(zip(ok, json.loads(typed.to_json(orient="records"))))

@@ -152,3 +152,32 @@ def test_download_with_right_sha256_is_cached(tmp_path, monkeypatch):
     assert path.read_bytes() == body and datasets.CF_DATA_COMMIT in calls[0]
     datasets.fetch_file("compas_test.csv", cache_dir=tmp_path)
     assert len(calls) == 1  # the second call is served from the cache
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_typed_frames_take_the_quick_path_and_read_as_their_text_does(name):
+    """Serving gets numbers already typed (JSON): the quick path must give exactly what reading every value
+    through its text gives, including whole floats in integer columns (a client may send 3.0)."""
+    spec = BUILTIN[name]
+    path = datasets.resolve_file(spec, "test")
+    text = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])[spec.columns]
+    typed = datasets._coerce_checked(text, spec, str(path))
+    floats = typed.astype({f: np.float64 for f in spec.integer})
+    for frame in (typed, floats):
+        quick = datasets._coerce_typed(frame, spec)
+        assert quick is not None
+        pd.testing.assert_frame_equal(quick, datasets._coerce_checked(frame, spec, "x"), check_exact=True)
+        pd.testing.assert_frame_equal(datasets.coerce_frame(frame, spec), quick, check_exact=True)
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("age", np.nan, "empty value"), ("age", 30.5, "not a whole number"), ("priors_count", np.inf, "not a number"),
+    ("race", None, "empty value"), ("sex", "Robot", "unknown category"),
+])
+def test_a_bad_typed_value_still_names_its_row_and_column(column, value, message):
+    frame = load_split(COMPAS, "test")[list(COMPAS.features)].head(5).astype({column: object})
+    frame.loc[3, column] = value
+    assert datasets._coerce_typed(frame, COMPAS) is None  # the quick path hands over to the checked one
+    with pytest.raises(DataError, match=message) as err:
+        datasets.coerce_frame(frame, COMPAS, source="request")
+    assert err.value.row == 4 and err.value.column == column
