@@ -45,7 +45,7 @@ tune: venv
 # The README's quality tables: every test negative, seeds 0-2 (judge, h and generator re-fit per seed), then the
 # decoding ablation on seed 0. Writes docs/results/<dataset>.json and <dataset>-ablation.json.
 RESULT_METHODS ?= genre,genre-best,genre-mincost,genre-robust-mincost,nnr,wachter
-ABLATION_METHODS ?= genre,genre-paper-decoding,genre-no-observed-values,genre-no-keep-own,genre-no-clamp,genre-no-categorical-mask
+ABLATION_METHODS ?= genre-project-decoding,genre-paper-decoding,genre-no-observed-values,genre-no-keep-own,genre-no-clamp,genre-no-categorical-mask
 results: venv
 	mkdir -p docs/results
 	set -o pipefail; .venv/bin/genre evaluate --dataset $(DATASET) --n all --seeds 0,1,2 --methods $(RESULT_METHODS) --out docs/results/$(DATASET).json 2>&1 | tee docs/results/$(DATASET).log

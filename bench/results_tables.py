@@ -60,7 +60,7 @@ def ablation_table(results: Path) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, report in _reports(results, "-ablation"):
         for row in report["results"]:
-            label = "project (all on)" if row["method"] == "genre" else row["method"].removeprefix("genre-")
+            label = "project (all on)" if row["method"] in ("genre", "genre-project-decoding") else row["method"].removeprefix("genre-")
             lines.append(f"| {name} | {label} | {row['cost']:.3f} | {row['validity']:.3f} | {row['plausibility']:.3f} | "
                          f"{row['categorical_out_of_domain']} | {row.get('out_of_range', '')} |")
     return "\n".join(lines)

@@ -45,7 +45,8 @@ RECIPE_DIR = Path(__file__).with_name("recipes")
 class Sampling:
     """How recourse is drawn from a trained generator: k samples at `temperature`, then the `select` rule
     (`margin` is the second opinion's threshold for the robust rules; `sparsify` undoes unneeded changes while
-    h and the second opinion stay above it, see `GenRe.sparsify`)."""
+    h and the second opinion stay above it, see `GenRe.sparsify`; `keep_own` is `Decoding.keep_own`: a draw of
+    the factual's own bin keeps its exact value)."""
 
     select: str = "max_prob"
     temperature: float = 0.1
@@ -53,6 +54,7 @@ class Sampling:
     margin: float = 0.6
     sparsify: bool = False
     guard: bool = False  # sparsify only where LOF on h's favourable training rows still calls the row an inlier
+    keep_own: bool = True
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,10 @@ def sampling(setup, which: str = "paper") -> Sampling:
 
 def _generate(setup, select: str, which: str = "paper", genre: GenRe | None = None, **extra) -> np.ndarray:
     s = sampling(setup, which)
-    genre = genre or load_or_train(setup)
+    if genre is None:  # the recipe's generator and decoding (an ablation passes its own decoding instead)
+        genre = load_or_train(setup)
+        if genre.decoding.keep_own != s.keep_own:
+            genre = genre.with_decoding(replace(genre.decoding, keep_own=s.keep_own))
     sparse = s.sparsify and which == "best"
     if select.startswith("robust") or sparse:
         extra.setdefault("second", setup.second_opinion)
@@ -121,6 +124,7 @@ def genre_robust_mincost_recourse(factuals: np.ndarray, setup) -> np.ndarray:
 # The decoding ablation: the paper's max_prob rule on the same generator, with one of the project's decoding
 # changes switched off (or all of them: `genre-paper-decoding`, the authors' sampler).
 ABLATIONS: dict[str, Decoding] = {
+    "genre-project-decoding": Decoding(),  # all on (the recipe may switch keep_own off: `genre` then differs)
     "genre-paper-decoding": Decoding.paper(),
     "genre-no-observed-values": Decoding(observed_values=False),
     "genre-no-keep-own": Decoding(keep_own=False),

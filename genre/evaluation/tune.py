@@ -6,14 +6,15 @@ The test split is never opened. Inside the training split:
   the authors' recipe on the remaining rows with labels drawn from that judge, and LOF on the rows the judge
   calls favourable; the factuals are tuning rows h rejects.
 Then:
-1. training settings (pair lambda, target filters, generator size): successive halving. Every candidate trains
+1. training settings (pair lambda, target filters: gamma and target_lof, generator size): successive halving. Every candidate trains
    for a fraction of the epochs, the best third goes on to the full epochs, and each is scored by the best
-   objective over a small sampling grid;
-2. sampling settings (rule, temperature, k, margin) on the chosen generator: the paper's max_prob rule with its
+   setting of a small sampling grid (in the order below);
+2. sampling settings (rule, temperature, k, margin, keep_own) on the chosen generator: the paper's max_prob rule with its
    temperature, and the project's best rule.
-The objective is the paper's targets: cost, plus a penalty for validity under 0.97 or plausibility under 0.95.
-Within `TIE` of the best, the smaller, faster choice wins. Trained candidates are cached outside the clone
-(`GENRE_HOME/tune/...`), so an interrupted search resumes where it stopped. Writes the search log (JSON) and
+The choice is lexicographic in the paper's targets: a setting that reaches validity 0.97 and plausibility 0.95 on
+the tuning factuals beats one that does not, then the lower cost wins; when none reaches both, the smallest total
+shortfall wins. Among settings that reach both within `TIE` of the lowest cost, the smaller, faster choice wins.
+Trained candidates are cached outside the clone (`~/.cache/genre-pipeline/tune`, or GENRE_TUNE_CACHE), so an interrupted search resumes where it stopped. Writes the search log (JSON) and
 the chosen recipe, which `genre.core.train_generator.load_recipe` reads.
 """
 from __future__ import annotations
@@ -46,31 +47,37 @@ log = logging.getLogger(__name__)
 
 VAL_FRACTION = 0.2
 TARGET_VALIDITY, TARGET_PLAUSIBILITY = 0.97, 0.95
-PENALTY = 10.0  # cost units per unit of validity or plausibility short of its target
-TIE = 0.01  # objectives this close count as equal: prefer the smaller generator, the smaller k
+TIE = 0.01  # costs this close count as equal: prefer the smaller generator, the smaller k
 MEDIUM = dict(emb=64, ff=128, heads=4, enc_layers=2, dec_layers=3, value_hidden=32)
 SIZES = {"small": SMALL, "medium": MEDIUM}
 # Full epochs per data set (early stopping usually ends sooner), batch size; sized so that one full training
 # fits the per-seed budget on this 2-core machine (compas 5 min, heloc 10, adult 15).
 EPOCHS = {"compas": (120, 256), "heloc": (80, 128), "adult": (40, 256)}
 DEFAULT_EPOCHS = (60, 256)
-TRAIN_GRID = {"lam": (5.0, 10.0, 20.0), "target_lof": (0, 20), "size": ("small", "medium")}
+# gamma: pair targets are training rows h accepts with P > gamma (the paper's 0.7); sources are the rest.
+TRAIN_GRID = {"lam": (5.0, 10.0, 20.0), "target_lof": (0, 20), "size": ("small", "medium"), "gamma": (0.5, 0.6, 0.7)}
 # The larger sets search a smaller grid so that the whole search stays within about half an hour here.
-GRIDS = {"heloc": {"lam": (5.0, 10.0, 20.0), "target_lof": (0, 20), "size": ("small",)},
-         "adult": {"lam": (7.0, 14.0), "target_lof": (0, 20), "size": ("small",)}}
+GRIDS = {"heloc": {"lam": (5.0, 10.0, 20.0), "target_lof": (0, 20), "size": ("small",), "gamma": (0.7,)},
+         "adult": {"lam": (7.0, 14.0), "target_lof": (0, 20), "size": ("small",), "gamma": (0.7,)}}
 RUNG_FRACTION = 3  # the first rung trains 1/3 of the epochs; the best 1/3 of the candidates go on
 QUICK_SAMPLING = [Sampling(select=s, temperature=t) for s in ("max_prob", "min_cost") for t in (0.1, 0.5, 1.0)]
-PAPER_GRID = [Sampling("max_prob", t, 10) for t in (0.05, 0.1, 0.2, 0.5, 1.0)]
-BEST_GRID = ([Sampling(s, t, k) for s in ("max_prob", "min_cost", "robust") for t in (0.1, 0.2, 0.5, 1.0) for k in (10, 20)]
-             + [Sampling("robust_min_cost", t, k, m) for t in (0.1, 0.2, 0.5, 1.0) for k in (10, 20) for m in (0.5, 0.6, 0.7)]
-             + [Sampling(s, t, 10, m, sparsify=True, guard=g) for s in ("robust", "robust_min_cost") for t in (0.2, 0.5, 1.0)
-                for m in (0.55, 0.6, 0.65, 0.7, 0.8) for g in (False, True)])
+# keep_own (`Decoding.keep_own`) is searched for both rules: on or off, on the same trained generator.
+PAPER_GRID = [Sampling("max_prob", t, 10, keep_own=o) for t in (0.05, 0.1, 0.2, 0.5, 1.0) for o in (True, False)]
+BEST_GRID = [replace(s, keep_own=o) for o in (True, False) for s in (
+    [Sampling(s, t, k) for s in ("max_prob", "min_cost", "robust") for t in (0.1, 0.2, 0.5, 1.0) for k in (10, 20)]
+    + [Sampling("robust_min_cost", t, k, m) for t in (0.1, 0.2, 0.5, 1.0) for k in (10, 20) for m in (0.5, 0.6, 0.7)]
+    + [Sampling(s, t, 10, m, sparsify=True, guard=g) for s in ("robust", "robust_min_cost") for t in (0.2, 0.5, 1.0)
+       for m in (0.55, 0.6, 0.65, 0.7, 0.8) for g in (False, True)])]
 
 
-def objective(fig: dict) -> float:
-    """Cost plus PENALTY per unit of validity and plausibility below the targets (lower is better)."""
-    short = max(0.0, TARGET_VALIDITY - fig["validity"]) + max(0.0, TARGET_PLAUSIBILITY - fig["plausibility"])
-    return float(fig["cost"] + PENALTY * short)
+def shortfall(fig: dict) -> float:
+    """How far validity and plausibility fall below their targets, summed (0 when both are reached)."""
+    return float(max(0.0, TARGET_VALIDITY - fig["validity"]) + max(0.0, TARGET_PLAUSIBILITY - fig["plausibility"]))
+
+
+def rank(fig: dict) -> tuple[float, float]:
+    """The lexicographic order (lower is better): first the shortfall below the targets, then the cost."""
+    return (round(shortfall(fig), 6), float(fig["cost"]))
 
 
 def tuning_setup(dataset: str, settings: Settings | None = None, *, seed: int = 0, max_factuals: int = 500,
@@ -124,7 +131,8 @@ def build_configs(dataset: str, d: int, cand: dict, epochs: int, seed: int) -> t
     full_epochs, batch = EPOCHS.get(dataset, DEFAULT_EPOCHS)
     gen = GeneratorConfig(d=d, **SIZES[cand["size"]])
     train = TrainConfig(epochs=epochs, batch_size=batch, patience=max(5, epochs // 8), seed=seed,
-                        pairs=PairConfig(lam=cand["lam"], target_lof=cand["target_lof"]))
+                        pairs=PairConfig(lam=cand["lam"], target_lof=cand["target_lof"],
+                                          gamma=cand.get("gamma", PairConfig.gamma)))
     return gen, train
 
 
@@ -137,13 +145,15 @@ def score(genre: GenRe, setup: ProtocolSetup, factuals: np.ndarray, grid: list[S
     rows = []
     for s in grid:
         start = time.perf_counter()
-        rec = genre.generate(factuals, k=s.k, temperature=s.temperature, select=s.select, seed=setup.seed,
+        g = genre if genre.decoding.keep_own == s.keep_own else genre.with_decoding(
+            replace(genre.decoding, keep_own=s.keep_own))
+        rec = g.generate(factuals, k=s.k, temperature=s.temperature, select=s.select, seed=setup.seed,
                              margin=s.margin, sparsify=s.sparsify, guard=setup.guard if s.guard else None,
                              second=setup.second_opinion if s.select.startswith("robust") or s.sparsify else None)
         seconds = time.perf_counter() - start
         fig = {k: v for k, v in setup_metrics(factuals, rec, setup).items() if k in ("cost", "validity", "plausibility",
                                                                                      "validity_classifier")}
-        rows.append({"sampling": asdict(s), **fig, "objective": objective(fig), "seconds": round(seconds, 3)})
+        rows.append({"sampling": asdict(s), **fig, "shortfall": shortfall(fig), "seconds": round(seconds, 3)})
     return rows
 
 
@@ -159,11 +169,13 @@ def _train_cached(setup: ProtocolSetup, gen: GeneratorConfig, train: TrainConfig
 
 
 def _pick(rows: list[dict], size_key) -> dict:
-    """The lowest objective; within TIE of it, one that meets both targets first, then the smallest by
-    `size_key`, then the lowest objective."""
-    best = min(r["objective"] for r in rows)
-    return min((r for r in rows if r["objective"] <= best + TIE),
-               key=lambda r: (not _meets(r), size_key(r), r["objective"]))
+    """The best row by `rank`; when it reaches both targets, the smallest by `size_key` among the rows that reach
+    both within TIE of its cost (then the cheapest)."""
+    best = min(rows, key=rank)
+    if rank(best)[0] > 0:
+        return best
+    return min((r for r in rows if rank(r)[0] == 0 and r["cost"] <= best["cost"] + TIE),
+               key=lambda r: (size_key(r), r["cost"]))
 
 
 def _meets(row: dict) -> bool:
@@ -188,17 +200,17 @@ def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, max_f
             gen, train = build_configs(spec.name, d, cands[i], rung_epochs, seed)
             genre = _train_cached(setup, gen, train)
             rows = score(genre, setup, factuals, QUICK_SAMPLING)
-            top = min(rows, key=lambda r: r["objective"])
+            top = min(rows, key=rank)
             entry = {"candidate": i, **cands[i], "rung": rung, "epochs": rung_epochs, "params": n_params(gen),
                      "epochs_run": len(genre.history["val_loss"]), "train_seconds": round(genre.history["train_seconds"], 1),
-                     "objective": top["objective"], "cost": top["cost"], "validity": top["validity"],
+                     "shortfall": top["shortfall"], "cost": top["cost"], "validity": top["validity"],
                      "plausibility": top["plausibility"], "best_quick": top, "quick": rows}
             log_rows.append(entry)
-            log.info("tune %s rung %d cand %d %s: objective %.3f (cost %.3f, validity %.3f, plausibility %.3f), %.0f s",
-                     spec.name, rung, i, cands[i], top["objective"], top["cost"], top["validity"], top["plausibility"],
+            log.info("tune %s rung %d cand %d %s: shortfall %.3f, cost %.3f (validity %.3f, plausibility %.3f), %.0f s",
+                     spec.name, rung, i, cands[i], top["shortfall"], top["cost"], top["validity"], top["plausibility"],
                      entry["train_seconds"])
         if rung < len(rungs) - 1:
-            ranked = sorted((e for e in log_rows if e["rung"] == rung), key=lambda e: e["objective"])
+            ranked = sorted((e for e in log_rows if e["rung"] == rung), key=rank)
             alive = [e["candidate"] for e in ranked[: max(1, len(ranked) // RUNG_FRACTION)]]
     final = [e for e in log_rows if e["rung"] == len(rungs) - 1]
     chosen = _pick(final, lambda e: e["params"])
@@ -215,7 +227,7 @@ def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, max_f
               "chosen_by": f"genre tune --dataset {dataset} (seed {seed}, {len(factuals)} tuning factuals)"}
     return {"dataset": spec.name, "seed": seed, "n_fit_rows": len(setup.X_train), "n_val_rows": len(setup.X_test),
             "n_factuals": len(factuals), "objective": {"target_validity": TARGET_VALIDITY,
-            "target_plausibility": TARGET_PLAUSIBILITY, "penalty": PENALTY, "tie": TIE},
+            "target_plausibility": TARGET_PLAUSIBILITY, "rule": "lexicographic: shortfall, then cost", "tie": TIE},
             "rungs": rungs, "training_search": log_rows, "chosen_candidate": chosen["candidate"],
             "sampling_search": {"paper": paper_rows, "best": best_rows}, "recipe": recipe,
             "seconds": round(time.perf_counter() - started, 1)}

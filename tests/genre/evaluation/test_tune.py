@@ -11,7 +11,7 @@ from genre.core import datasets
 from genre.evaluation import tune as tune_mod
 from genre.core.settings import Settings
 from genre.core.train_generator import Sampling, load_recipe
-from genre.evaluation.tune import objective, tune
+from genre.evaluation.tune import _pick, rank, tune
 
 TINY_GRID = {"lam": (5.0, 20.0), "target_lof": (0,), "size": ("small",)}
 
@@ -58,7 +58,7 @@ def test_tuning_reads_the_training_file_alone_and_writes_a_loadable_recipe(train
     assert [e["rung"] for e in result["training_search"]] == [0, 0, 1]
     assert result["training_search"][-1]["epochs"] == 3
     assert len(result["sampling_search"]["paper"]) == 2 and len(result["sampling_search"]["best"]) == 2
-    chosen = min(result["sampling_search"]["best"], key=lambda r: r["objective"])
+    chosen = min(result["sampling_search"]["best"], key=rank)
     assert result["recipe"]["sampling"]["best"] == chosen["sampling"]
     out = tmp_path / "recipes"
     out.mkdir()
@@ -71,9 +71,19 @@ def test_tuning_reads_the_training_file_alone_and_writes_a_loadable_recipe(train
     assert [e["train_seconds"] for e in again["training_search"]] == [e["train_seconds"] for e in result["training_search"]]
 
 
-def test_objective_is_cost_plus_the_shortfall_penalty():
-    assert objective({"cost": 0.4, "validity": 0.99, "plausibility": 0.96}) == pytest.approx(0.4)
-    assert objective({"cost": 0.4, "validity": 0.96, "plausibility": 0.95}) == pytest.approx(0.4 + 0.1)
+def test_reaching_the_targets_beats_any_cost_and_ties_go_to_the_smaller_choice():
+    cheap_short = {"cost": 0.2, "validity": 0.96, "plausibility": 0.99, "k": 10}
+    dear_meets = {"cost": 0.9, "validity": 0.98, "plausibility": 0.95, "k": 20}
+    near_meets_small = {"cost": 0.905, "validity": 0.97, "plausibility": 0.96, "k": 10}
+    far_meets_small = {"cost": 0.95, "validity": 0.99, "plausibility": 0.99, "k": 5}
+    rows = [cheap_short, dear_meets, near_meets_small, far_meets_small]
+    assert rank(cheap_short) > rank(dear_meets)  # any shortfall loses to a setting that reaches both
+    assert _pick(rows, lambda r: r["k"]) is near_meets_small  # within TIE (0.01) of the cheapest, the smaller k
+    assert _pick([cheap_short, dear_meets], lambda r: r["k"]) is dear_meets
+    # None reaches both: the smallest shortfall wins, whatever its cost.
+    a = {"cost": 0.3, "validity": 0.90, "plausibility": 0.99, "k": 10}
+    b = {"cost": 1.5, "validity": 0.96, "plausibility": 0.99, "k": 10}
+    assert _pick([a, b], lambda r: r["k"]) is b
 
 
 def test_a_broken_recipe_file_names_itself(tmp_path):
