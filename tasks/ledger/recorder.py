@@ -223,8 +223,8 @@ def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, ve
     sent = sent.where(sent.notna(), None)
     factuals = _typed_factuals(applicants, answers, spec)
     out = []
-    for i, a in enumerate(answers.to_dict(orient="records")):
-        applicant = {c: _text(sent.at[i, c]) for c in sent.columns}
+    for i, (a, row) in enumerate(zip(answers.to_dict(orient="records"), sent.to_dict(orient="records"))):
+        applicant = {c: _text(v) for c, v in row.items()}
         issued = None
         if a["status"] == OK:
             issued = dict(
