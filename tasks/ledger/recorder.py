@@ -219,11 +219,9 @@ def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, ve
     dataset, features = spec.name, list(spec.features)
     now = datetime.now(timezone.utc)
     applicants = applicants.reset_index(drop=True)
-    sent = applicants.astype(object)
-    sent = sent.where(sent.notna(), None)
     factuals = _typed_factuals(applicants, answers, spec)
     out = []
-    for i, (a, row) in enumerate(zip(answers.to_dict(orient="records"), sent.to_dict(orient="records"))):
+    for i, (a, row) in enumerate(zip(answers.to_dict(orient="records"), applicants.to_dict(orient="records"))):
         applicant = {c: _text(v) for c, v in row.items()}
         issued = None
         if a["status"] == OK:
@@ -243,7 +241,8 @@ def _rows(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec, ve
 
 
 def _text(value) -> str | None:
-    return None if value is None else str(value)
+    """A sent value as text; a missing one (None, NaN, NA) as None."""
+    return None if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) else str(value)
 
 
 def _typed_factuals(applicants: pd.DataFrame, answers: pd.DataFrame, spec: DatasetSpec) -> dict[int, dict]:
