@@ -66,8 +66,61 @@ def ablation_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def seed_tables(results: Path) -> str:
+    """One table per data set and seed (all test negatives)."""
+    blocks = []
+    for name in DATASETS:
+        path = results / f"{name}.json"
+        if not path.exists():
+            continue
+        for run in json.loads(path.read_text()).get("per_seed", []):
+            lines = [f"**{name}, seed {run['seed']}**: {run['n']} test negatives, "
+                     f"{100 * run['factuals_already_favourable']:.1f}% already favourable to the judge", "",
+                     "| method | cost | validity (judge) | validity (h) | plausibility | immutable changed | recourses/s |",
+                     "|---|---|---|---|---|---|---|"]
+            for r in run["results"]:
+                lines.append(f"| {r['method']} | {r['cost']:.3f} | {r['validity']:.3f} | {r['validity_classifier']:.3f} | "
+                             f"{r['plausibility']:.3f} | {r['immutable_changed']} | {r['recourses_per_second']:,.0f} |")
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def tuning_table(tuning: Path) -> str:
+    """What `genre tune` chose per data set, from its logs (docs/tuning/<name>.json)."""
+    lines = ["| data set | fit / tuning rows | tuning factuals | candidates | chosen generator | paper rule on tuning "
+             "(cost / validity / plausibility) | best rule | best rule on tuning | search (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in DATASETS:
+        path = tuning / f"{name}.json"
+        if not path.exists():
+            continue
+        log = json.loads(path.read_text())
+        recipe = log["recipe"]
+        g, pairs = recipe["generator"], recipe["train"]["pairs"]
+        chosen = [e for e in log["training_search"] if e["candidate"] == log["chosen_candidate"]][-1]
+        size = "medium" if g["emb"] == 64 else "small"
+        figs = {}
+        for which in ("paper", "best"):
+            row = next(r for r in log["sampling_search"][which] if r["sampling"] == recipe["sampling"][which])
+            figs[which] = f"{row['cost']:.3f} / {row['validity']:.3f} / {row['plausibility']:.3f}"
+        p, b = recipe["sampling"]["paper"], recipe["sampling"]["best"]
+        rule = (f"{b['select']}, T {b['temperature']}, k {b['k']}, margin {b['margin']}"
+                + (", sparsify" + (" + guard" if b["guard"] else "") if b["sparsify"] else "")
+                + ("" if b.get("keep_own", True) else ", keep_own off"))
+        lines.append(f"| {name} | {log['n_fit_rows']} / {log['n_val_rows']} | {log['n_factuals']} | "
+                     f"{len({e['candidate'] for e in log['training_search']})} | {size}, gamma {pairs['gamma']}, lambda "
+                     f"{pairs['lam']}, target_lof {pairs['target_lof']} ({chosen['params']:,} parameters, "
+                     f"{chosen['train_seconds']:.0f} s) | T {p['temperature']}{'' if p.get('keep_own', True) else ', keep_own off'}: "
+                     f"{figs['paper']} | {rule} | {figs['best']} | {log['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results")
     print(main_table(folder))
     print()
     print(ablation_table(folder))
+    print()
+    print(tuning_table(folder.parent / "tuning"))
+    print()
+    print(seed_tables(folder))
