@@ -87,9 +87,9 @@ def seed_tables(results: Path) -> str:
 
 def tuning_table(tuning: Path) -> str:
     """What `genre tune` chose per data set, from its logs (docs/tuning/<name>.json)."""
-    lines = ["| data set | fit / tuning rows | tuning factuals | candidates | chosen generator | paper rule on tuning "
+    lines = ["| data set | tuning seeds | fit / tuning rows | tuning factuals | candidates | chosen generator | paper rule on tuning "
              "(cost / validity / plausibility) | best rule | best rule on tuning | search (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in DATASETS:
         path = tuning / f"{name}.json"
         if not path.exists():
@@ -107,10 +107,12 @@ def tuning_table(tuning: Path) -> str:
         rule = (f"{b['select']}, T {b['temperature']}, k {b['k']}, margin {b['margin']}"
                 + (", sparsify" + (" + guard" if b["guard"] else "") if b["sparsify"] else "")
                 + ("" if b.get("keep_own", True) else ", keep_own off"))
-        lines.append(f"| {name} | {log['n_fit_rows']} / {log['n_val_rows']} | {log['n_factuals']} | "
+        seeds = log.get("seeds", [log.get("seed", 0)])
+        factuals = "+".join(map(str, log.get("n_factuals_per_seed", [log["n_factuals"]])))
+        lines.append(f"| {name} | {', '.join(map(str, seeds))} | {log['n_fit_rows']} / {log['n_val_rows']} | {factuals} | "
                      f"{len({e['candidate'] for e in log['training_search']})} | {size}, gamma {pairs['gamma']}, lambda "
                      f"{pairs['lam']}, target_lof {pairs['target_lof']} ({chosen['params']:,} parameters, "
-                     f"{chosen['train_seconds']:.0f} s) | T {p['temperature']}{'' if p.get('keep_own', True) else ', keep_own off'}: "
+                     f"{chosen['train_seconds']:.0f} s a seed) | T {p['temperature']}{'' if p.get('keep_own', True) else ', keep_own off'}: "
                      f"{figs['paper']} | {rule} | {figs['best']} | {log['seconds']:.0f} |")
     return "\n".join(lines)
 

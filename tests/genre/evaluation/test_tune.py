@@ -49,10 +49,17 @@ def _recording(read, opened):
 
 def test_tuning_reads_the_training_file_alone_and_writes_a_loadable_recipe(train_only, tmp_path):
     settings, opened = train_only
-    result = tune("compas", settings=settings, grid=TINY_GRID, epochs=3, max_factuals=60,
+    result = tune("compas", settings=settings, seeds=(0, 1), grid=TINY_GRID, epochs=3, max_factuals=60,
                   paper_grid=[Sampling("max_prob", 0.1, 10), Sampling("max_prob", 1.0, 10)],
                   best_grid=[Sampling("min_cost", 0.5, 10), Sampling("robust_min_cost", 0.5, 10, 0.6)])
     assert set(opened) == {"train", "compas_train.csv"}
+    # Two tuning seeds: each setting is judged by the mean of its two seeds' figures.
+    assert result["seeds"] == [0, 1]
+    for row in result["sampling_search"]["best"]:
+        assert len(row["per_seed"]) == 2
+        for key in ("cost", "validity", "plausibility"):
+            assert row[key] == pytest.approx(sum(r[key] for r in row["per_seed"]) / 2)
+    assert result["sampling_search"]["best"][0]["per_seed"][0] != result["sampling_search"]["best"][0]["per_seed"][1]
     assert not any("test" in name for name in opened)
     # Successive halving: both candidates start, one goes on to the full epochs.
     assert [e["rung"] for e in result["training_search"]] == [0, 0, 1]
@@ -66,7 +73,7 @@ def test_tuning_reads_the_training_file_alone_and_writes_a_loadable_recipe(train
     r = load_recipe("compas", 7, directory=out)
     assert r.train.pairs.lam in TINY_GRID["lam"] and r.best == Sampling(**result["recipe"]["sampling"]["best"])
     # A rerun resumes from the cache: no candidate is trained again.
-    again = tune("compas", settings=settings, grid=TINY_GRID, epochs=3, max_factuals=60,
+    again = tune("compas", settings=settings, seeds=(0, 1), grid=TINY_GRID, epochs=3, max_factuals=60,
                  paper_grid=[Sampling("max_prob", 0.1, 10)], best_grid=[Sampling("min_cost", 0.5, 10)])
     assert [e["train_seconds"] for e in again["training_search"]] == [e["train_seconds"] for e in result["training_search"]]
 
