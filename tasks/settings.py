@@ -40,7 +40,7 @@ class CommitmentConfig:
     max_voided: float = 0.05  # the gate fails when a larger share would no longer be accepted by the challenger
     honour: bool = True  # serving answers `accepted_by_commitment` to a returning applicant who met the recourse
     tolerance: float = 0.0  # share of a numeric feature's training range an applicant may fall short by
-    anchor_weight: float = 2.0  # weight of each issued recourse added as a favourable row by `retrain --keep-promise`
+    anchor_weight: float = 4.0  # weight of each issued recourse added as a favourable row by `retrain --keep-promise`
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_voided <= 1.0:
