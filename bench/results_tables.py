@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from genre.evaluation.tune import SIZES
+
 PAPER_COST = {"compas": 0.51, "adult": 0.69, "heloc": 2.01}
 DATASETS = ("compas", "adult", "heloc")
 
@@ -98,7 +100,7 @@ def tuning_table(tuning: Path) -> str:
         recipe = log["recipe"]
         g, pairs = recipe["generator"], recipe["train"]["pairs"]
         chosen = [e for e in log["training_search"] if e["candidate"] == log["chosen_candidate"]][-1]
-        size = "medium" if g["emb"] == 64 else "small"
+        size = next((name for name, dims in SIZES.items() if all(g.get(k) == v for k, v in dims.items())), "custom")
         figs = {}
         for which in ("paper", "best"):
             row = next(r for r in log["sampling_search"][which] if r["sampling"] == recipe["sampling"][which])

@@ -14,7 +14,7 @@ return the same samples.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import joblib
@@ -124,6 +124,10 @@ class GenRe:
     def with_decoding(self, decoding: Decoding) -> "GenRe":
         """The same models with another `Decoding` (for ablations); shares the generator and classifier."""
         return self._with(decoding=decoding)
+
+    def with_keep_own(self, keep_own: bool) -> "GenRe":
+        """This GenRe with `Decoding.keep_own` set (itself when it already is): a recipe's sampling setting."""
+        return self if self.decoding.keep_own == keep_own else self.with_decoding(replace(self.decoding, keep_own=keep_own))
 
     def with_second_opinion(self, second_opinion) -> "GenRe":
         """The same models with this second opinion (None: without one); shares the generator and classifier."""

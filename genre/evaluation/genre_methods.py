@@ -62,9 +62,7 @@ def sampling(setup, which: str = "paper") -> Sampling:
 def _generate(setup, select: str, which: str = "paper", genre: GenRe | None = None, **extra) -> np.ndarray:
     s = sampling(setup, which)
     if genre is None:  # the recipe's generator and decoding (an ablation passes its own decoding instead)
-        genre = load_or_train(setup)
-        if genre.decoding.keep_own != s.keep_own:
-            genre = genre.with_decoding(replace(genre.decoding, keep_own=s.keep_own))
+        genre = load_or_train(setup).with_keep_own(s.keep_own)
     sparse = s.sparsify and which == "best"
     if select.startswith("robust") or sparse:
         extra.setdefault("second", setup.second_opinion)

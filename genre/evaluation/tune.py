@@ -150,9 +150,7 @@ def score(genre: GenRe, setup: ProtocolSetup, factuals: np.ndarray, grid: list[S
     rows = []
     for s in grid:
         start = time.perf_counter()
-        g = genre if genre.decoding.keep_own == s.keep_own else genre.with_decoding(
-            replace(genre.decoding, keep_own=s.keep_own))
-        rec = g.generate(factuals, k=s.k, temperature=s.temperature, select=s.select, seed=setup.seed,
+        rec = genre.with_keep_own(s.keep_own).generate(factuals, k=s.k, temperature=s.temperature, select=s.select, seed=setup.seed,
                              margin=s.margin, sparsify=s.sparsify, guard=setup.guard if s.guard else None,
                              second=setup.second_opinion if s.select.startswith("robust") or s.sparsify else None)
         seconds = time.perf_counter() - start
@@ -181,10 +179,6 @@ def _pick(rows: list[dict], size_key) -> dict:
         return best
     return min((r for r in rows if rank(r)[0] == 0 and r["cost"] <= best["cost"] + TIE),
                key=lambda r: (size_key(r), r["cost"]))
-
-
-def _meets(row: dict) -> bool:
-    return row.get("validity", 1.0) >= TARGET_VALIDITY and row.get("plausibility", 1.0) >= TARGET_PLAUSIBILITY
 
 
 def score_seeds(genres: list[GenRe], setups: list[ProtocolSetup], factuals: list[np.ndarray],

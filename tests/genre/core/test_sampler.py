@@ -2,6 +2,8 @@
 guarantees, save/load, and validity under h of a quickly trained generator."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -289,3 +291,11 @@ def test_sparsify_with_a_guard_only_undoes_changes_the_guard_accepts(genre, fact
 
     np.testing.assert_array_equal(genre.sparsify(factuals, chosen, margin=0.6, guard=Accepts()),
                                   genre.sparsify(factuals, chosen, margin=0.6))
+
+
+def test_with_keep_own_switches_only_that_decoding_setting(genre):
+    assert genre.with_keep_own(genre.decoding.keep_own) is genre
+    other = genre.with_keep_own(not genre.decoding.keep_own)
+    assert other.decoding.keep_own is (not genre.decoding.keep_own)
+    assert replace(other.decoding, keep_own=genre.decoding.keep_own) == genre.decoding
+    assert other.generator is genre.generator and other.classifier is genre.classifier

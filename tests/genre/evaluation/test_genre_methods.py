@@ -19,6 +19,9 @@ class FakeGenre:
     def with_decoding(self, decoding: Decoding) -> "FakeGenre":
         return FakeGenre(decoding, self.seen)
 
+    def with_keep_own(self, keep_own: bool) -> "FakeGenre":  # GenRe's own is tested in test_sampler.py
+        return self.with_decoding(replace(self.decoding, keep_own=keep_own))
+
     def generate(self, factuals, **kw):
         self.seen.append((self.decoding, kw))
         return np.asarray(factuals)
