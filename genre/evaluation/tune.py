@@ -6,7 +6,8 @@ The test split is never opened. Inside the training split:
   the authors' recipe on the remaining rows with labels drawn from that judge, and LOF on the rows the judge
   calls favourable; the factuals are tuning rows h rejects.
 Then:
-1. training settings (pair lambda, the target threshold gamma, generator size; targets are always LOF inliers): successive halving. Every candidate trains
+1. training settings (pair lambda, the target threshold gamma, generator size; the targets are always LOF
+   inliers, `TARGET_LOF`): successive halving. Every candidate trains
    for a fraction of the epochs, the best third goes on to the full epochs, and each is scored by the best
    setting of a small sampling grid (in the order below);
 2. sampling settings (rule, temperature, k, margin, keep_own) on the chosen generator: the paper's max_prob rule with its
@@ -202,6 +203,10 @@ def score_seeds(genres: list[GenRe], setups: list[ProtocolSetup], factuals: list
     return rows
 
 
+def _seeds_text(seeds: tuple[int, ...]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}"
+
+
 def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, seeds: tuple[int, ...] | None = None,
          max_factuals: int = 500, grid: dict | None = None, epochs: int | None = None, h_overrides: dict | None = None,
          best_grid: list[Sampling] = BEST_GRID, paper_grid: list[Sampling] = PAPER_GRID) -> dict:
@@ -258,7 +263,7 @@ def tune(dataset: str, *, settings: Settings | None = None, seed: int = 0, seeds
     n_factuals = [len(f) for f in factuals]
     recipe = {"dataset": spec.name, "generator": gen_dict, "train": train_dict,
               "sampling": {"paper": paper, "best": best},
-              "chosen_by": f"genre tune --dataset {dataset} (seeds {','.join(map(str, seeds))}, "
+              "chosen_by": f"genre tune --dataset {dataset} ({_seeds_text(seeds)}, "
                            f"{'+'.join(map(str, n_factuals))} tuning factuals)"}
     return {"dataset": spec.name, "seed": seeds[0], "seeds": list(seeds), "n_fit_rows": len(setups[0].X_train),
             "n_val_rows": len(setups[0].X_test), "n_factuals": int(sum(n_factuals)),
