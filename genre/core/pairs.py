@@ -101,6 +101,22 @@ class PairSampler:
         col = torch.searchsorted(self.cdf_, u).clamp_max(self.cdf_.shape[1] - 1)
         return self.index_.gather(1, col).squeeze(1).long()
 
+    def hub_share(self, dominant: float = 0.5) -> float:
+        """The largest share of the kept sources whose Q puts more than `dominant` of its mass on one same target.
+
+        A pathology check, not part of the paper: when a lone target is the only cheap one for a whole group of
+        sources (compas without `target_lof`, one seed's h: a single 69-year-old took 27 % of the sources), the
+        generator learns to send the whole group there. 0 when no source has a dominant target.
+        """
+        if len(self.cdf_) == 0:
+            return 0.0
+        index, prob = self.probabilities()
+        top_mass, top_col = prob.max(dim=1)
+        top = index.gather(1, top_col[:, None]).squeeze(1)[top_mass > dominant]
+        if len(top) == 0:
+            return 0.0
+        return float(torch.unique(top, return_counts=True)[1].max()) / len(self.cdf_)
+
     def probabilities(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(index, prob): each kept source's top-k target indices and Q's probabilities over them."""
         prob = torch.diff(self.cdf_, dim=1, prepend=torch.zeros(len(self.cdf_), 1))

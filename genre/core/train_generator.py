@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from genre.core.pairs import PairConfig, PairSampler, split_sources_targets
 from genre.core.progress import Progress, epochs
 from genre.core.sampler import GenRe, observed_support
 
+log = logging.getLogger(__name__)
+# `PairSampler.hub_share` above this is logged as a warning: a tenth of the sources learn one destination.
+HUB_WARNING = 0.1
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -203,7 +207,11 @@ def _train(X, y, encoder, classifier, config, train, progress) -> GenRe:
     steps_per_epoch = math.ceil(len(tr_src_t) / train.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(train, steps_per_epoch * train.epochs))
     history: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1, "n_train_sources": len(tr_src_t),
-                     "n_val_sources": len(va_src_t), "n_targets": len(targets)}
+                     "n_val_sources": len(va_src_t), "n_targets": len(targets), "hub_share": tr_q.hub_share()}
+    if history["hub_share"] > HUB_WARNING:
+        log.warning("%s: one pair target takes %.0f %% of the sources (Q puts more than half its mass there); the "
+                    "generator will send them all to it. PairConfig(target_lof=20) drops isolated targets.",
+                    spec.name, 100 * history["hub_share"])
     best_loss, best_state, stale = float("inf"), None, 0
     bar = epochs(train.epochs, f"generator {spec.name}", progress)
     for epoch in bar:

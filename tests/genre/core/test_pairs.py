@@ -89,3 +89,36 @@ def test_chunking_does_not_change_q():
     torch.testing.assert_close(a.cdf_, b.cdf_)
     ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(a.sample(ga), b.sample(gb))
+
+
+def _hub_toy():
+    """Group 1's sources sit near one lone target; its crowd of targets is far off. Group 0 has a near crowd."""
+    rng = np.random.default_rng(3)
+    src = np.vstack([np.c_[np.zeros(50), rng.normal(0.2, 0.02, (50, 2))],
+                     np.c_[np.ones(30), rng.normal(0.2, 0.02, (30, 2))]]).astype(np.float32)
+    crowd0 = np.c_[np.zeros(40), rng.normal(0.3, 0.02, (40, 2))]
+    crowd1 = np.c_[np.ones(40), rng.normal(0.8, 0.02, (40, 2))]
+    lone = np.array([[1.0, 0.25, 0.25]])
+    tgt = np.vstack([crowd0, crowd1, lone]).astype(np.float32)
+    return src, tgt, np.array([True, False, False])
+
+
+def test_hub_share_finds_a_lone_target_that_takes_a_group():
+    src, tgt, immutable = _hub_toy()
+    q = PairSampler(src, tgt, immutable, PairConfig(lam=20.0))
+    assert q.hub_share() == 30 / 80  # every group-1 source puts more than half its mass on the lone target
+    index, prob = q.probabilities()
+    assert (index[50:, 0] == len(tgt) - 1).all()
+    # Without it, group 1's mass spreads over its far crowd and group 0's over its near one: no hub.
+    q2 = PairSampler(src, tgt[:-1], immutable, PairConfig(lam=20.0))
+    assert q2.hub_share() < 0.1
+
+
+def test_target_lof_removes_the_hub():
+    src, tgt, immutable = _hub_toy()
+    X = np.vstack([src, tgt])
+    y = np.r_[np.zeros(len(src)), np.ones(len(tgt))].astype(int)
+    h = np.r_[np.full(len(src), 0.2), np.full(len(tgt), 0.9)]
+    s_idx, t_idx = split_sources_targets(X, y, h, gamma=0.7, target_lof=10)
+    assert len(X) - 1 not in t_idx  # the lone target is an outlier among the favourable rows
+    assert PairSampler(X[s_idx], X[t_idx], immutable, PairConfig(lam=20.0)).hub_share() < 0.1

@@ -59,6 +59,7 @@ def test_pairs_carry_their_targets_and_training_fits_the_target_lof_once(compas_
     run = train_generator(s.X_train, s.h_labels, encoder=s.encoder, classifier=s.classifier,
                           config=GeneratorConfig(d=s.d, **TINY), train=train, progress=False)
     assert len(fits) == 1 and run.history["n_targets"] == len(pairs.targets)
+    assert run.history["hub_share"] == pairs.train_q.hub_share()  # the pairs' pathology check is kept
 
 
 def test_genre_methods_are_registered_and_cache_their_generator(compas_setup, monkeypatch):
