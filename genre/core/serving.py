@@ -121,6 +121,15 @@ def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1,
     `genre` is a `genre.core.sampler.GenRe` (its classifier is the h that judges the rows). Raises
     `MissingColumns` when a feature column is absent; a bad value only marks its own row.
     """
+    return answer_rows(frame, genre, k=k, temperature=temperature, select=select, seed=seed, monotone=monotone)[0]
+
+
+def answer_rows(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1, select: str = "max_prob",
+                seed: int = 0, monotone: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`answer`'s frame and the rows as read (spec columns, typed; an unreadable row as sent), index 0..n-1.
+
+    The served model hands the typed rows on to the ledger, which stores each factual in these units, so a
+    request is read once rather than twice."""
     spec, encoder, h = genre.spec, genre.encoder, genre.classifier
     typed, reasons = read_rows(frame, encoder)
     n = len(typed)
@@ -147,7 +156,7 @@ def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1,
         factual_units = encoder.in_unit_columns(factual_rows)
         _fill_columns(out, spec, idx, rejected, prob, cost, score, factual_units, table)
     # object columns: integers stay ints and a missing value stays None (a float column would make NaN).
-    return pd.DataFrame({c: pd.Series(out[c], dtype=object) for c in answer_columns(spec)})
+    return pd.DataFrame({c: pd.Series(out[c], dtype=object) for c in answer_columns(spec)}), typed
 
 
 def _fill_columns(out: dict, spec: DatasetSpec, idx: np.ndarray, rejected: np.ndarray, prob: np.ndarray,

@@ -27,7 +27,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
-from genre.core.serving import answer, answer_columns
+from genre.core.serving import answer_columns, answer_rows
 from tasks import model_code
 from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, load_json
 from tasks.serving.honour import HONOUR_SWITCH, honour, real_ids
@@ -70,7 +70,7 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
             genre, sampling, pair, refusal = self.genre, self.sampling, self.pair, self._refusal
         if refusal is not None:
             raise RuntimeError(refusal)
-        out = answer(model_input, genre, **sampling)
+        out, typed = answer_rows(model_input, genre, **sampling)
         given = real_ids(model_input, ID_COLUMN)
         out["commitment"] = None
         honoured = {}
@@ -79,7 +79,7 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
                               lambda ids: self.ledger.issued_to(genre.spec.name, ids), self.tolerance)
         if self.ledger is not None:
             out["ledger_id"] = self.ledger.record(model_input, out, spec=genre.spec, versions=pair, applicant_ids=given,
-                                                  honoured=honoured)
+                                                  honoured=honoured, typed=typed)
         else:
             out["ledger_id"] = None
         out["classifier_version"] = pair["classifier_version"]
