@@ -38,7 +38,7 @@ def prefect_harness():
 
 # Quick training for flow tests: a small h, a tiny generator, few epochs (what is under test is the flow).
 TINY_TRAINING = {
-    "classifier_epochs": 40, "generator_epochs": 8, "generator_patience": 8,
+    "classifier_epochs": 40, "generator_epochs": 16, "generator_patience": 16,
     "generator_model": {"emb": 32, "heads": 2, "enc_layers": 1, "dec_layers": 2, "ff": 64, "value_hidden": 16},
     "generator_train": {"batch_size": 64}, "oracle_trees": 50, "n_factuals": 100, "k": 5,
 }
