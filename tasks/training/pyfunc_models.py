@@ -14,6 +14,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from genre.core.datasets import DataError, DatasetSpec, coerce_frame
 from genre.core.encoding import MinMaxEncoder
+from genre.core.metrics import cost as recourse_cost
 from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, load_json
 
 # Given explicitly: inferring them is slow and picks up the local torch build's label (STACK.md).
@@ -99,7 +100,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         recourse = self.genre.encoder.snap_units(self.genre.generate(encoded[ok], **self.sampling))
         table = self.genre.encoder.to_units(recourse)
         table["probability"] = self.genre.classifier.predict_proba(recourse)
-        table["cost"] = np.abs(recourse - encoded[ok]).sum(1).astype(np.float64)
+        table["cost"] = recourse_cost(encoded[ok], recourse)
         if ok.all():
             table["status"] = status
             return table

@@ -10,6 +10,7 @@ import pytest
 
 from genre.core.datasets import load_split
 from genre.core.generator import GeneratorConfig
+from genre.core.metrics import cost
 from genre.core.serving import STATUSES, MissingColumns, answer, answer_columns
 from genre.core.train_generator import TrainConfig, train_generator
 
@@ -124,6 +125,11 @@ def test_statuses_follow_h(genre, compas_setup, test_rows):
     for i in np.flatnonzero(ok):
         moved = [f for f in compas_setup.spec.features if str(out[f][i]) != str(test_rows.iloc[i][f])]
         assert out["changed"][i] == moved  # a list of names, not a JSON string holding one
+    # The cost is the evaluation's (and batch recourse's) `metrics.cost` of the recourse as written, to the bit.
+    enc, features = compas_setup.encoder, list(compas_setup.spec.features)
+    given = out.loc[ok, features].reset_index(drop=True)
+    expected = cost(enc.transform(test_rows.head(60).loc[ok, features]), enc.transform(given))
+    assert out["cost"][ok].tolist() == expected.tolist()
 
 
 def test_answers_serialise_to_strict_json(genre, test_rows):
