@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from flows import procs, services
@@ -53,35 +52,20 @@ def prefect_env(home: Path, port: int, dataset: str = "compas") -> dict[str, str
 
 
 def _server_pid(env: dict) -> int | None:
-    try:
-        return int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
-    except (OSError, ValueError):
-        return None
+    return services.prefect_server_pid(Path(env["PREFECT_HOME"]))
 
 
 def start_server(home: Path, port: int, env: dict) -> int:
     """`prefect server start --background` (SQLite under PREFECT_HOME); returns its pid once healthy."""
-    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([*PRELUDE, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--background"],
-                          env=env, cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"prefect server start failed: {done.stdout[-1500:]}{done.stderr[-1500:]}")
-    services.wait_http(f"http://127.0.0.1:{port}/api/health", "the Prefect server", timeout=120)
-    return _server_pid(env)
+    return services.start_prefect_server(Path(env["PREFECT_HOME"]), port, env, timeout=120)
 
 
 def stop_server(env: dict) -> str | None:
-    pid = _server_pid(env)
-    if pid is None:
+    stopped = services.stop_prefect_server(Path(env["PREFECT_HOME"]), env)
+    if stopped is None:
         return None
-    subprocess.run([*PRELUDE, "server", "stop"], env=env, cwd=REPO, capture_output=True, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and procs.alive(pid, None):
-        time.sleep(0.3)
-    if procs.alive(pid, None):  # `prefect server stop` sends one SIGTERM and does not wait for it
-        os.kill(pid, signal.SIGKILL)
-        return f"server (pid {pid}) needed SIGKILL"
-    return f"server (pid {pid})"
+    pid, killed = stopped
+    return f"server (pid {pid}) needed SIGKILL" if killed else f"server (pid {pid})"
 
 
 def deploy_all(env: dict) -> subprocess.CompletedProcess:

@@ -225,37 +225,67 @@ def prefect_env(stack: Stack) -> dict[str, str]:
                               "PREFECT_WORKER_QUERY_SECONDS": "2", "COLUMNS": "400"}
 
 
-def _prefect_pid(stack: Stack) -> int | None:
-    path = stack.prefect_home / "server.pid"
+def prefect_server_pid(prefect_home: Path) -> int | None:
+    """The pid `prefect server start --background` wrote under PREFECT_HOME, or None."""
     try:
-        return int(path.read_text())
+        return int((Path(prefect_home) / "server.pid").read_text())
     except (OSError, ValueError):
         return None
 
 
-def start_prefect(stack: Stack) -> str:
-    stack.prefect_home.mkdir(parents=True, exist_ok=True)
-    pid = _prefect_pid(stack)
-    if pid and procs.alive(pid, None):
-        return f"Prefect server already running (pid {pid})"
-    (stack.prefect_home / "server.pid").unlink(missing_ok=True)
-    done = prefect_cli(stack, "server", "start", "--host", "127.0.0.1", "--port", str(stack.prefect_port), "--background")
+def start_prefect_server(prefect_home: Path, port: int, env: dict, timeout: float = 180.0) -> int:
+    """`prefect server start --background` on 127.0.0.1:port with `env` (its database URL decides SQLite or
+    PostgreSQL); a stale pid file is removed first. Returns the server's pid once /api/health answers;
+    RuntimeError with the command's output when it fails to start."""
+    prefect_home = Path(prefect_home)
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    (prefect_home / "server.pid").unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                           str(port), "--background"], env=env, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"prefect server start failed: {done.stdout[-1500:]}{done.stderr[-1500:]}")
-    wait_http(f"http://127.0.0.1:{stack.prefect_port}/api/health", "the Prefect server")
-    return f"Prefect server (pid {_prefect_pid(stack)}) at http://127.0.0.1:{stack.prefect_port} on PostgreSQL"
+        raise RuntimeError(f"prefect server start failed: {done.stdout[-1500:]}{done.stderr[-1500:]}")
+    wait_http(f"http://127.0.0.1:{port}/api/health", "the Prefect server", timeout=timeout)
+    return prefect_server_pid(prefect_home)
 
 
-def stop_prefect(stack: Stack) -> str | None:
-    pid = _prefect_pid(stack)
+def stop_prefect_server(prefect_home: Path, env: dict) -> tuple[int, bool] | None:
+    """`prefect server stop`, then wait up to 30 s for the process (the command sends one SIGTERM and does not
+    wait) and SIGKILL it if it is still there. (pid, whether SIGKILL was needed); None when none was recorded."""
+    pid = prefect_server_pid(prefect_home)
     if pid is None:
         return None
-    prefect_cli(stack, "server", "stop")
+    subprocess.run([sys.executable, "-m", "prefect", "server", "stop"], env=env, cwd=REPO, capture_output=True,
+                   text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and procs.alive(pid, None):
         time.sleep(0.3)
-    if procs.alive(pid, None):  # `prefect server stop` sends one SIGTERM and does not wait
+    if procs.alive(pid, None):
         os.kill(pid, signal.SIGKILL)
+        return pid, True
+    return pid, False
+
+
+def _prefect_pid(stack: Stack) -> int | None:
+    return prefect_server_pid(stack.prefect_home)
+
+
+def start_prefect(stack: Stack) -> str:
+    pid = _prefect_pid(stack)
+    if pid and procs.alive(pid, None):
+        return f"Prefect server already running (pid {pid})"
+    try:
+        pid = start_prefect_server(stack.prefect_home, stack.prefect_port, prefect_env(stack))
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    return f"Prefect server (pid {pid}) at http://127.0.0.1:{stack.prefect_port} on PostgreSQL"
+
+
+def stop_prefect(stack: Stack) -> str | None:
+    stopped = stop_prefect_server(stack.prefect_home, prefect_env(stack))
+    if stopped is None:
+        return None
+    pid, killed = stopped
+    if killed:
         return f"Prefect server (pid {pid}) needed SIGKILL after `prefect server stop`"
     return f"Prefect server (pid {pid}) stopped (prefect server stop)"
 
