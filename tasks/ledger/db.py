@@ -177,12 +177,14 @@ class Ledger:
                    "generator_version"]
         if not applicant_ids:
             return pd.DataFrame(columns=columns)
+        # No ORDER BY in SQL: with one, SQLite walks the whole data set through ix_recourse_dataset (already in id
+        # order) instead of looking the ids up in ix_recourse_dataset_applicant; the few rows found are sorted here.
         query = (select(*(getattr(RecourseEntry, c) for c in columns))
                  .where(RecourseEntry.dataset == dataset, RecourseEntry.applicant_id.in_(sorted(set(applicant_ids))),
-                        RecourseEntry.real_id.is_(True))
-                 .order_by(RecourseEntry.id))
+                        RecourseEntry.real_id.is_(True)))
         with Session(self.engine) as session:
-            return pd.DataFrame([tuple(r) for r in session.execute(query).all()], columns=columns)
+            found = pd.DataFrame([tuple(r) for r in session.execute(query).all()], columns=columns)
+        return found.sort_values("id", kind="stable").reset_index(drop=True)
 
     def record_override(self, **fields) -> int:
         """Record a promotion that overrode the commitment gate; its id."""

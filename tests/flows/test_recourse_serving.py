@@ -352,14 +352,25 @@ def test_honouring_is_switched_off_by_the_environment(served, monkeypatch):
 
 
 def test_the_returning_applicant_lookup_uses_the_index(served):
-    from sqlalchemy import text
+    """EXPLAIN the very statement `Ledger.issued_to` sends (caught on its way to SQLite), with its parameters."""
+    from sqlalchemy import event
 
     settings, _ = served
     ledger = Ledger(ledger_url(settings.home))
+    sent = []
+
+    def catch(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "recourse" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(ledger.engine, "before_cursor_execute", catch)
     try:
+        ledger.issued_to("compas", ["ret-1", "x"])
+        assert len(sent) == 1, sent
+        statement, parameters = sent[0]
         with ledger.engine.connect() as conn:
-            plan = conn.execute(text("EXPLAIN QUERY PLAN SELECT id FROM recourse WHERE dataset = 'compas' AND "
-                                     "applicant_id IN ('ret-1', 'x') AND real_id = 1")).all()
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
     finally:
+        event.remove(ledger.engine, "before_cursor_execute", catch)
         ledger.dispose()
     assert any("ix_recourse_dataset_applicant" in str(row) for row in plan), plan

@@ -18,7 +18,8 @@ def test_grid_covers_every_batch_size_and_thread_count(compas_setup, tmp_path):
                                          min_seconds=0.0)
     assert [(p["factuals"], p["threads"]) for p in points] == [(1, 1), (1, 2), (30, 1), (30, 2)]
     for p in points:
-        assert p["recourses_per_second"] > 0 and p["repeats"] >= 3 and len(p["load_average"]) == 3
+        # min_seconds 0: the fewest calls the median is taken over
+        assert p["recourses_per_second"] > 0 and p["repeats"] == 3 and len(p["load_average"]) == 3
     single = bench_speed.single_query(genre, pool, k=3, temperature=0.5, queries=5)
     assert single["queries"] == 5 and single["p90_ms"] >= single["p50_ms"] > 0
     row = {"dataset": "compas", "k": 3, "grid": points}
@@ -33,3 +34,21 @@ def test_targets_are_issue_14s():
     adult = bench._targets({**row, "dataset": "adult", "single_query": {"p50_ms": 5.5}})
     assert adult["target"] == 5_000 and adult["met"] and not adult["single_query_met"]
     assert "target" not in bench._targets({**row, "dataset": "heloc"})
+
+
+def test_median_seconds_repeats_until_the_time_is_spent_and_takes_the_median(monkeypatch):
+    """A fake clock: call i takes i + 1 ticks of 0.1 s, so the loop's arithmetic is checked exactly."""
+    clock = {"now": 0.0, "calls": 0}
+
+    def work():
+        clock["calls"] += 1
+        clock["now"] += 0.1 * clock["calls"]
+
+    monkeypatch.setattr(bench_speed.time, "perf_counter", lambda: clock["now"])
+    seconds, repeats = bench_speed._median_seconds(work, min_seconds=1.0)
+    # 0.1 + 0.2 + 0.3 + 0.4 = 1.0 s after 4 calls: it stops there; the median of (0.1, 0.2, 0.3, 0.4) is 0.25.
+    assert (repeats, clock["calls"]) == (4, 4) and abs(seconds - 0.25) < 1e-9
+    clock.update(now=0.0, calls=0)
+    assert bench_speed._median_seconds(work, min_seconds=100.0, max_repeats=6)[1] == 6  # capped
+    clock.update(now=0.0, calls=0)
+    assert bench_speed._median_seconds(work, min_seconds=0.0)[1] == 3  # never fewer than 3

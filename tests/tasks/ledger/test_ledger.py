@@ -84,3 +84,15 @@ def test_ledger_url_reads_the_environment(tmp_path, monkeypatch):
     assert ledger_url() == f"sqlite:///{tmp_path / 'home' / 'ledger.db'}"
     monkeypatch.setenv("GENRE_LEDGER_URL", "postgresql+psycopg://u@db/ledger")
     assert ledger_url() == "postgresql+psycopg://u@db/ledger"
+
+
+def test_issued_to_finds_real_ids_only_oldest_first(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    # a2's second recourse comes after a1's: the answer is in issue order, not in applicant order.
+    first = ledger.record([_issued(2), _issued(1)], batch_id="b1")
+    later = ledger.record([_issued(2, version="2")], batch_id="b2")
+    generated = ledger.record([Issued(**(vars(_issued(3)) | {"real_id": False}))], batch_id="b3")
+    found = ledger.issued_to("compas", ["a1", "a2", "a3", "a2", "nobody"])
+    assert found["id"].tolist() == [*first, *later]  # a3's id was generated: never honoured
+    assert found["applicant_id"].tolist() == ["a2", "a1", "a2"] and generated[0] not in found["id"].tolist()
+    assert ledger.issued_to("adult", ["a1"]).empty and ledger.issued_to("compas", []).empty
