@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # `PairSampler.hub_share` above this is logged as a warning: a tenth of the sources learn one destination.
 HUB_WARNING = 0.1
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 60
@@ -209,9 +210,9 @@ def _train(X, y, encoder, classifier, config, train, progress) -> GenRe:
     history: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1, "n_train_sources": len(tr_src_t),
                      "n_val_sources": len(va_src_t), "n_targets": len(targets), "hub_share": tr_q.hub_share()}
     if history["hub_share"] > HUB_WARNING:
+        hint = " PairConfig(target_lof=20) drops isolated targets." if not train.pairs.target_lof else ""
         log.warning("%s: one pair target takes %.0f %% of the sources (Q puts more than half its mass there); the "
-                    "generator will send them all to it. PairConfig(target_lof=20) drops isolated targets.",
-                    spec.name, 100 * history["hub_share"])
+                    "generator will send them all to it.%s", spec.name, 100 * history["hub_share"], hint)
     best_loss, best_state, stale = float("inf"), None, 0
     bar = epochs(train.epochs, f"generator {spec.name}", progress)
     for epoch in bar:

@@ -252,8 +252,8 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     """`frame.to_dict(orient="records")`, a column at a time: numpy scalars become Python ones (`tolist` for
     a typed column, `.item()` for one held in an object column) at a fraction of pandas' per-row cost."""
     columns = list(frame.columns)
-    if not all(isinstance(t, np.dtype) and t.kind in "biufO" for t in frame.dtypes):
-        return frame.to_dict(orient="records")  # dates, categoricals, pandas' own dtypes: pandas boxes them
+    if frame.columns.has_duplicates or not all(isinstance(t, np.dtype) and t.kind in "biufO" for t in frame.dtypes):
+        return frame.to_dict(orient="records")  # dates, categoricals, pandas' own dtypes, repeated names: pandas
     values = []
     for c in columns:
         column = frame[c].to_numpy().tolist()
