@@ -91,12 +91,16 @@ def _train_and_register(spec, snap, run_id: str, settings: PipelineSettings, kee
         figures = evaluate_classifier(snap.path, spec, run_dir, settings.training)
         champion = champion_figures(snap.path, spec, settings)
         commitment, report = commitment_gate(issued, run_dir, settings)
-        gates = check_gates(figures, champion, settings.gates) + [commitment]
+
+        def every_gate(figures: dict) -> list[dict]:  # the quality gates on these figures, then the commitment gate
+            return check_gates(figures, champion, settings.gates) + [commitment]
+
+        gates = every_gate(figures)
         # A pair blocked only by the commitment gate still gets its generator: a person may override the gate.
         if all(g["passed"] for g in gates if g["name"] != promise.GATE):
             train_recourse_generator(snap.path, spec, run_dir, settings.training)
             figures = evaluate_recourse(snap.path, spec, run_dir, settings.training)
-            gates = check_gates(figures, champion, settings.gates) + [commitment]
+            gates = every_gate(figures)
         else:
             log.warning("h failed its gates: no generator is trained against it")
     tags = gate_tags(gates) | promise.commitment_tags(commitment, report)
