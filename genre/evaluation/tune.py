@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, replace
@@ -107,14 +108,15 @@ def tuning_setup(dataset: str, settings: Settings | None = None, *, seed: int = 
     encoder = MinMaxEncoder(spec).fit(X_raw[~val])
     X = encoder.transform(X_raw)
     X_fit, X_val, y_fit, y_val = X[~val], X[val], y[~val], y[val]
+    h_config = matched_h_config(spec, seed, n_protocol=len(y), n_fit=int((~val).sum()), overrides=h_overrides)
     key = hashlib.sha256(json.dumps({"data": file_sha256(train_path), "seed": seed, "val": VAL_FRACTION,
-                                     "h": h_overrides or {}}, sort_keys=True).encode()).hexdigest()[:12]
+                                     "h": h_overrides or {}, "h_epochs": h_config.epochs},
+                                    sort_keys=True).encode()).hexdigest()[:12]
     cache_dir = tune_cache() / f"{spec.name}-{key}"
     cache_dir.mkdir(parents=True, exist_ok=True)
     oracle = Oracle(oracle_config(seed)).fit(X, y)  # the whole training split: the protocol's sees train + test
     h_labels = oracle_labels(oracle, X_fit, seed)  # drawn as the protocol draws h's labels
     h_path = cache_dir / "classifier.pt"
-    h_config = classifier_config(spec, seed, **(h_overrides or {}))
     if h_path.exists():
         classifier = Classifier.load(h_path)
     else:
@@ -126,6 +128,22 @@ def tuning_setup(dataset: str, settings: Settings | None = None, *, seed: int = 
     if len(rejected) > max_factuals:
         rejected = np.sort(np.random.default_rng(seed).choice(rejected, size=max_factuals, replace=False))
     return setup, X_val[rejected]
+
+
+def matched_h_config(spec, seed: int, *, n_protocol: int, n_fit: int, overrides: dict | None = None):
+    """The authors' h recipe for tuning's h, with its epochs scaled so that it takes as many optimizer steps as
+    the protocol's h does on the whole training split (`n_protocol` rows) instead of tuning's `n_fit`.
+
+    The recipe's batch (2048) is most of these data sets: the same 100 epochs over 80 % of the rows are 200
+    full-batch steps on compas instead of 300. That h came out under-trained: it gave P > 0.6 to 4.8-6.4 % of the
+    rows with two-year recidivism (the protocol's h: 10.4-14.4 %), so tuning's recourse changed that feature
+    for 75 % of its factuals (cost ~1.1, against ~0.44 on the protocol's). With matched steps: 9.7-13.3 %.
+    Explicit `overrides` (quick tests) are kept as given."""
+    config = classifier_config(spec, seed, **(overrides or {}))
+    if "epochs" in (overrides or {}):
+        return config
+    steps = math.ceil(n_protocol / config.batch_size), math.ceil(n_fit / config.batch_size)
+    return replace(config, epochs=round(config.epochs * steps[0] / steps[1]))
 
 
 def tune_cache() -> Path:
