@@ -101,3 +101,12 @@ def test_a_broken_recipe_file_names_itself(tmp_path):
 
 def test_without_a_recipe_file_the_default_says_so(tmp_path):
     assert "genre tune --dataset nosuch" in load_recipe("nosuch", 3, directory=tmp_path).source
+
+
+def test_tunings_h_takes_as_many_optimizer_steps_as_the_protocols():
+    spec = datasets.COMPAS
+    # compas: 4629 training rows are 3 batches of 2048 a epoch; tuning's 3703 rows are 2: 100 epochs -> 150.
+    assert tune_mod.matched_h_config(spec, 0, n_protocol=4629, n_fit=3703).epochs == 150
+    assert tune_mod.matched_h_config(spec, 0, n_protocol=36624, n_fit=29300).epochs == 120  # adult's sizes: 18 / 15
+    assert tune_mod.matched_h_config(spec, 0, n_protocol=2000, n_fit=1600).epochs == 100  # one batch either way
+    assert tune_mod.matched_h_config(spec, 0, n_protocol=4629, n_fit=3703, overrides={"epochs": 5}).epochs == 5
