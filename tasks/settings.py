@@ -63,7 +63,7 @@ class TrainingConfig:
     generator_epochs: int | None = None  # at most this many (the recipe's own count when lower); None: the recipe's
     generator_patience: int | None = None
     generator_model: dict = field(default_factory=dict)  # GeneratorConfig overrides (tests use a tiny one)
-    generator_train: dict = field(default_factory=dict)  # other TrainConfig overrides (batch_size, lr, ...)
+    generator_train: dict = field(default_factory=dict)  # other TrainConfig overrides (batch_size, lr, ...; pairs: {gamma, lam, ...})
     oracle_trees: int = 100
     holdout_percent: int = 20
     n_factuals: int = 200

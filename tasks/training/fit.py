@@ -103,10 +103,14 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     model_cfg = replace(chosen.generator, **training.generator_model)
     overrides = {**training.generator_train, "patience": training.generator_patience, "seed": training.seed}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    pairs = overrides.pop("pairs", None)  # PairConfig fields (gamma, lam, target_lof, ...) over the recipe's
     # The config's generator_epochs caps the recipe's epochs (two pairs per `make run`), never raises them.
     if training.generator_epochs is not None and training.generator_epochs < chosen.train.epochs:
         overrides["epochs"] = training.generator_epochs
     train_cfg = replace(chosen.train, **overrides)
+    if pairs:
+        train_cfg = replace(train_cfg, pairs=replace(train_cfg.pairs, **pairs))
+        overrides["pairs"] = pairs  # named in the log line below
     # Which recipe, and from where: a tuned file, or the default sized to these rows (and any config overrides).
     changed = sorted(training.generator_model) + sorted(k for k in overrides if k != "seed")
     source = chosen.source + (f"; the pipeline config sets {changed}" if changed else "")
