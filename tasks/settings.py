@@ -63,7 +63,8 @@ class TrainingConfig:
     generator_epochs: int | None = None  # at most this many (the recipe's own count when lower); None: the recipe's
     generator_patience: int | None = None
     generator_model: dict = field(default_factory=dict)  # GeneratorConfig overrides (tests use a tiny one)
-    generator_train: dict = field(default_factory=dict)  # other TrainConfig overrides (batch_size, lr, ...; pairs: {gamma, lam, ...})
+    # other TrainConfig overrides (batch_size, lr, ...; `pairs`: PairConfig fields such as gamma and lam)
+    generator_train: dict = field(default_factory=dict)
     oracle_trees: int = 100
     holdout_percent: int = 20
     n_factuals: int = 200

@@ -110,9 +110,9 @@ def train_recourse_generator(snapshot: Path, spec: DatasetSpec, run_dir: Path, t
     train_cfg = replace(chosen.train, **overrides)
     if pairs:
         train_cfg = replace(train_cfg, pairs=replace(train_cfg.pairs, **pairs))
-        overrides["pairs"] = pairs  # named in the log line below
     # Which recipe, and from where: a tuned file, or the default sized to these rows (and any config overrides).
-    changed = sorted(training.generator_model) + sorted(k for k in overrides if k != "seed")
+    changed = (sorted(training.generator_model) + sorted(k for k in overrides if k != "seed")
+               + [f"pairs.{k}" for k in sorted(pairs or {})])
     source = chosen.source + (f"; the pipeline config sets {changed}" if changed else "")
     # The generator's architecture goes to the MLflow run's params (generator.*), not to the console.
     get_run_logger().info("generator recipe for '%s': %s; training epochs %d, batch %d, patience %s, lr %g, "
