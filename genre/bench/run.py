@@ -41,9 +41,11 @@ def bench_dataset(name: str, *, seed: int = 0, h_epochs: int = 10, retrain: bool
                   batch_sizes=bench_speed.BATCH_SIZES, threads=bench_speed.THREADS) -> dict:
     setup = load_protocol(name, seed=seed, progress=True)
     if retrain:
-        from genre.core.train_generator import recipe
+        from genre.core.train_generator import load_recipe
 
-        shutil.rmtree(generator_dir(setup, *recipe(setup.spec.name, setup.d)), ignore_errors=True)
+        chosen = load_recipe(setup.spec.name, setup.d)
+        for rule in ("paper", "best"):
+            shutil.rmtree(generator_dir(setup, *chosen.for_rule(rule)), ignore_errors=True)
     genre = load_or_train(setup)
     paper = sampling(setup, "paper")
     row: dict = {"dataset": setup.spec.name, "n_factuals": N_FACTUALS, "k": paper.k, "temperature": paper.temperature}

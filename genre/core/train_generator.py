@@ -71,6 +71,16 @@ class Recipe:
     paper: Sampling  # the paper's max_prob rule with its chosen temperature and k
     best: Sampling  # the rule, temperature, k and margin `genre tune` chose
     source: str
+    # The best rule's own generator, when `genre tune` chose a different one for it than for the paper's rule
+    # (the robust rules' second opinion can keep cheaper pairs valid); None: both rules share `generator`.
+    best_generator: GeneratorConfig | None = None
+    best_train: TrainConfig | None = None
+
+    def for_rule(self, which: str) -> tuple[GeneratorConfig, TrainConfig]:
+        """The (generator, training) configs behind the "paper" or the "best" rule."""
+        if which == "best" and self.best_generator is not None:
+            return self.best_generator, self.best_train or self.train
+        return self.generator, self.train
 
 
 def train_config_from_dict(data: dict) -> TrainConfig:
@@ -113,12 +123,15 @@ def load_recipe(dataset: str, d: int, directory: Path | None = None, rows: int |
                              f"epochs of batch {train.batch_size}, patience {train.patience}; {hint})")
     try:
         data = json.loads(path.read_text())
+        own = data.get("best_generator")
         return Recipe(
             generator=GeneratorConfig(d=d, **data["generator"]),
             train=train_config_from_dict(data["train"]),
             paper=Sampling(**data["sampling"]["paper"]),
             best=Sampling(**data["sampling"]["best"]),
             source=f"{path.name}: {data.get('chosen_by', 'genre tune')}",
+            best_generator=GeneratorConfig(d=d, **own["generator"]) if own else None,
+            best_train=train_config_from_dict(own["train"]) if own else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"recipe file {path} is not a valid recipe: {exc}") from exc

@@ -21,7 +21,7 @@ from genre.core import files
 from genre.core.generator import GeneratorConfig
 from genre.evaluation.methods import register_method
 from genre.core.sampler import Decoding, GenRe
-from genre.core.train_generator import Sampling, TrainConfig, load_recipe, recipe, train_generator
+from genre.core.train_generator import Sampling, TrainConfig, load_recipe, train_generator
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,10 @@ def generator_dir(setup, config: GeneratorConfig, train: TrainConfig) -> Path:
 
 
 def load_or_train(setup, *, progress: bool = True, config: GeneratorConfig | None = None,
-                  train: TrainConfig | None = None) -> GenRe:
-    """The cached GenRe of a `genre.evaluation.protocol.ProtocolSetup`, trained on h's own labels on first use."""
-    default_cfg, default_train = recipe(setup.spec.name, setup.spec.d, rows=len(setup.X_train))
+                  train: TrainConfig | None = None, rule: str = "paper") -> GenRe:
+    """The cached GenRe of a `genre.evaluation.protocol.ProtocolSetup`, trained on h's own labels on first use.
+    `rule="best"`: the generator behind the recipe's best rule (its own when `genre tune` chose one for it)."""
+    default_cfg, default_train = load_recipe(setup.spec.name, setup.spec.d, rows=len(setup.X_train)).for_rule(rule)
     # The generator's seed follows the set-up's, as `genre train --seed` does, so both share one cache.
     config, train = config or default_cfg, train or replace(default_train, seed=setup.seed)
     directory = generator_dir(setup, config, train)
@@ -61,8 +62,8 @@ def sampling(setup, which: str = "paper") -> Sampling:
 
 def _generate(setup, select: str, which: str = "paper", genre: GenRe | None = None, **extra) -> np.ndarray:
     s = sampling(setup, which)
-    if genre is None:  # the recipe's generator and decoding (an ablation passes its own decoding instead)
-        genre = load_or_train(setup).with_keep_own(s.keep_own)
+    if genre is None:  # the rule's generator and decoding (an ablation passes its own decoding instead)
+        genre = load_or_train(setup, rule=which).with_keep_own(s.keep_own)
     sparse = s.sparsify and which == "best"
     if select.startswith("robust") or sparse:
         extra.setdefault("second", setup.second_opinion)
@@ -73,8 +74,9 @@ def _generate(setup, select: str, which: str = "paper", genre: GenRe | None = No
 
 
 def prepare(setup) -> None:
-    """Train or load the generator (and the second opinion) before `genre evaluate` starts its clock."""
+    """Train or load the generator(s) (and the second opinion) before `genre evaluate` starts its clock."""
     load_or_train(setup)
+    load_or_train(setup, rule="best")
     _ = setup.second_opinion
 
 

@@ -2,6 +2,8 @@
 `genre` methods cache the trained generator under GENRE_HOME."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -65,7 +67,9 @@ def test_pairs_carry_their_targets_and_training_fits_the_target_lof_once(compas_
 def test_genre_methods_are_registered_and_cache_their_generator(compas_setup, monkeypatch):
     quick_cfg = GeneratorConfig(d=compas_setup.d, **TINY)
     quick_train = TrainConfig(epochs=2, patience=2)
-    monkeypatch.setattr(recourse, "recipe", lambda name, d, rows=None: (quick_cfg, quick_train))
+    real = recourse.load_recipe
+    monkeypatch.setattr(recourse, "load_recipe", lambda name, d, rows=None: dataclasses.replace(
+        real(name, d), generator=quick_cfg, train=quick_train, best_generator=None, best_train=None))
     monkeypatch.setattr(compas_setup, "generators", {})
     factuals = compas_setup.pick_factuals(20, seed=0)
     first = get_method("genre")(factuals, compas_setup)
