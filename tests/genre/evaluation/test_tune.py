@@ -93,6 +93,20 @@ def test_reaching_the_targets_beats_any_cost_and_ties_go_to_the_smaller_choice()
     assert _pick([a, b], lambda r: r["k"]) is b
 
 
+def test_a_rung_keeps_a_cheap_candidate_just_short_of_the_targets_but_not_one_far_short():
+    def entry(i, cost, validity, best_cost=None, best_validity=None):
+        best = {"cost": best_cost or cost, "validity": best_validity or validity, "plausibility": 0.96}
+        return {"candidate": i, "cost": cost, "validity": validity, "plausibility": 0.96, "best_rule": best}
+
+    entries = [entry(0, 0.60, 0.975), entry(1, 0.61, 0.98), entry(2, 0.62, 0.99),
+               entry(3, 0.30, 0.945),  # 0.025 short: within the slack, the cheapest goes on
+               entry(4, 0.20, 0.93),  # 0.04 short: counts as short
+               entry(5, 0.65, 0.98, best_cost=0.28, best_validity=0.95)]  # its best rule is cheap and 0.02 short
+    assert tune_mod.survivors(entries, keep=1) == [3, 5]
+    assert tune_mod.survivors(entries, keep=1, slack=0.0) == [0]  # the strict cut keeps the cheapest that reaches both
+    assert tune_mod.rung_rank(entries[4]) == (pytest.approx(0.01), 0.2)
+
+
 def test_a_broken_recipe_file_names_itself(tmp_path):
     (tmp_path / "compas.json").write_text(json.dumps({"generator": {}}))
     with pytest.raises(ValueError, match=r"compas\.json"):
