@@ -53,7 +53,8 @@ def _verdict(name: str, row: dict) -> str:
     if row["plausibility"] < 0.95:
         misses.append(f"plausibility {0.95 - row['plausibility']:.3f} short")
     if row["cost"] > limit:
-        misses.append(f"cost {row['cost'] - limit:.3f} over {limit:.3f}")
+        over = row["cost"] - limit
+        misses.append(f"cost {over:.3f} over {limit:.3f}" if over >= 0.0005 else f"cost {over:.4f} over {limit:.3f}")
     return "yes" if not misses else "no: " + ", ".join(misses)
 
 
@@ -109,6 +110,12 @@ def tuning_table(tuning: Path) -> str:
         rule = (f"{b['select']}, T {b['temperature']}, k {b['k']}, margin {b['margin']}"
                 + (", sparsify" + (" + guard" if b["guard"] else "") if b["sparsify"] else "")
                 + ("" if b.get("keep_own", True) else ", keep_own off"))
+        own = recipe.get("best_generator")
+        if own:  # the best rule samples from a generator of its own
+            op = own["train"]["pairs"]
+            osize = next((n for n, dims in SIZES.items() if all(own["generator"].get(k) == v for k, v in dims.items())),
+                         "custom")
+            rule += f"; own generator: {osize}, gamma {op['gamma']}, lambda {op['lam']}"
         seeds = log.get("seeds", [log.get("seed", 0)])
         factuals = "+".join(map(str, log.get("n_factuals_per_seed", [log["n_factuals"]])))
         lines.append(f"| {name} | {', '.join(map(str, seeds))} | {log['n_fit_rows']} / {log['n_val_rows']} | {factuals} | "

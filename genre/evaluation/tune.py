@@ -8,8 +8,9 @@ The test split is never opened. Inside the training split:
 Then:
 1. training settings (pair lambda, the target threshold gamma, generator size; the targets are always LOF
    inliers, `TARGET_LOF`): successive halving. Every candidate trains
-   for a fraction of the epochs, the best third goes on to the full epochs, and each is scored by the best
-   setting of a small sampling grid (in the order below);
+   for a fraction of the epochs, the best third for either rule goes on to the full epochs (a shortfall up to
+   `RUNG_SLACK` counts as none at that cut), and each is scored by the best setting of a small sampling grid
+   (in the order below); the best rule may get a generator of its own;
 2. sampling settings (rule, temperature, k, margin, keep_own) on the chosen generator: the paper's max_prob rule with its
    temperature, and the project's best rule.
 With several tuning seeds (`TUNE_SEEDS`, `--seeds`), each seed carves its own split and builds its own judge, h, LOF
@@ -339,7 +340,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="adult, compas or heloc (a spec file works too)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tuning split and models (default: %(default)s)")
     parser.add_argument("--seeds", default=None, help="comma-separated tuning seeds, each with its own split, judge, h "
-                        "and generator; settings are judged by their mean (default: compas 0,1,2, others --seed)")
+                        "and generator; settings are judged by their mean (default: compas and adult 0,1,2, others --seed)")
     parser.add_argument("--max-factuals", type=int, default=500, help="tuning factuals scored (default: %(default)s)")
     parser.add_argument("--log", type=Path, help="search log JSON (default: docs/tuning/<dataset>.json)")
     parser.add_argument("--recipe-out", type=Path, help=f"chosen recipe (default: {RECIPE_DIR}/<dataset>.json)")
