@@ -72,6 +72,7 @@ def test_a_recipe_with_a_best_generator_gives_the_best_rule_its_own_configs(tmp_
     from genre.core.train_generator import load_recipe
 
     base = json.loads((Path(genre_methods.__file__).parents[1] / "core" / "recipes" / "compas.json").read_text())
+    base.pop("best_generator", None)  # the shipped recipe may have one: start from a recipe with one generator
     (tmp_path / "compas.json").write_text(json.dumps(base))
     shared = load_recipe("compas", 7, directory=tmp_path)
     assert shared.best_generator is None and shared.for_rule("best") == shared.for_rule("paper")
