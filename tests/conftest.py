@@ -44,6 +44,14 @@ TINY_TRAINING = {
 }
 
 
+@pytest.fixture(scope="session")
+def compile_setting() -> dict:
+    """The flow tests' generator shape and serving setting: the tests that compile single queries use this one,
+    so that inductor compiles it once (about a minute here) and its on-disk cache serves the others."""
+    return {"model": dict(TINY_TRAINING["generator_model"]), "k": TINY_TRAINING["k"], "temperature": 0.1,
+            "monotone": True}
+
+
 @contextlib.contextmanager
 def _pipeline_home(home: Path, gates: dict, **training):
     """Point the pipeline at `home` with a pipeline.yaml of these `gates` and `TINY_TRAINING` (updated by

@@ -55,9 +55,38 @@ def single_query(genre, pool: np.ndarray, *, k: int, temperature: float, queries
         t0 = time.perf_counter()
         genre.generate(row, k=k, temperature=temperature, seed=seed)
         seconds.append(time.perf_counter() - t0)
+    return _latency(seconds) | {"queries": queries, "load_average": load_average()}
+
+
+def single_query_compiled(genre, pool: np.ndarray, *, k: int, temperature: float, queries: int = 100,
+                          seed: int = 0, monotone: bool = False) -> dict:
+    """The eager and the compiled single query (`GenRe.compile_single_queries`) side by side: each factual is
+    answered both ways in turn, so that both see the same load; also how many answers are identical."""
+    pool = np.asarray(pool, dtype=np.float32)
+    twin = genre._with()  # the same models with a compiled decoder of its own
+    t0 = time.perf_counter()
+    compiled = twin.compile_single_queries(k, temperature, monotone)
+    compile_seconds = time.perf_counter() - t0
+    genre.generate(pool[:1], k=k, temperature=temperature, seed=seed, monotone=monotone)
+    twin.generate(pool[:1], k=k, temperature=temperature, seed=seed, monotone=monotone)
+    eager_s, compiled_s, same = [], [], 0
+    for i in range(queries):
+        row = pool[i % len(pool)][None, :]
+        t0 = time.perf_counter()
+        want = genre.generate(row, k=k, temperature=temperature, seed=seed, monotone=monotone)
+        t1 = time.perf_counter()
+        got = twin.generate(row, k=k, temperature=temperature, seed=seed, monotone=monotone)
+        compiled_s.append(time.perf_counter() - t1)
+        eager_s.append(t1 - t0)
+        same += int(got.tobytes() == want.tobytes())
+    return {"queries": queries, "compiled": compiled, "compile_seconds": round(compile_seconds, 1),
+            "identical_answers": same, "eager": _latency(eager_s), "compiled_graph": _latency(compiled_s),
+            "speedup": round(float(np.median(eager_s) / np.median(compiled_s)), 2), "load_average": load_average()}
+
+
+def _latency(seconds: list[float]) -> dict:
     ms = np.asarray(seconds) * 1e3
-    return {"queries": queries, "p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
-            "load_average": load_average()}
+    return {"p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90))}
 
 
 def plot_grid(rows: list[dict], path: Path) -> Path:

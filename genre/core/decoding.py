@@ -84,62 +84,42 @@ def _decode_no_grad(genre, factuals, k, temperature, u, monotone) -> torch.Tenso
 
 def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.Tensor, incremental: bool,
             monotone: bool) -> torch.Tensor:
+    m = len(factuals)
+    if incremental and m < SHARE_FROM:
+        if genre.compiled is not None and m == 1:  # a single query through its compiled graph (genre.core.compiled)
+            return genre.compiled(factuals, k, temperature, u, monotone)
+        # A few factuals: Python's round trip per operation is most of the time, which a trace saves.
+        return decode_unshared(genre, factuals, k, temperature, u, monotone, genre.generator.traced_step)
     model, d = genre.generator, genre.spec.d
     n_bins = model.config.n_bins
-    m = len(factuals)
     # The encoder runs once per factual, not once per sample: its k samples share the memory.
     mem_kv = model.memory_kv(model.encode(factuals, factuals.new_zeros(m)))
     xf = factuals.repeat_interleave(k, dim=0)  # (B = m k, d)
     B = xf.shape[0]
-    share = incremental and m >= SHARE_FROM
-    if share:  # one row per distinct prefix: at first, one per factual (every row starts with the label)
+    if incremental:  # one row per distinct prefix: at first, one per factual (every row starts with the label)
         group = torch.arange(m).repeat_interleave(k)  # (B,) each row's prefix
         slots = torch.arange(m) * k  # (U,) the row at whose position each prefix is computed
-    else:
+    else:  # the reference path re-runs the prefix on one memory copy per row
         group = slots = None
-    if not incremental:  # the reference path re-runs the prefix on one memory copy per row
         mem_kv = [tuple(t.repeat_interleave(k, dim=0) for t in kv) for kv in mem_kv]
-    ones = xf.new_ones(B if slots is None else m)
     scratch: dict = {}  # the cross-attention's work tensors, zeroed once per call
-    token, cache = 2 * ones - 1, None  # the favourable label opens the decoder sequence
+    token = 2 * xf.new_ones(B if slots is None else m) - 1  # the favourable label opens the decoder sequence
     if incremental:  # room for every row: a prefix that splits keeps its place and its new branches are appended
-        cfg = model.config
-        shape = (B, cfg.heads, d, cfg.emb // cfg.heads)
-        store = [(xf.new_empty(shape), xf.new_empty(shape)) for _ in model.decoder]
-        cache = store
+        store = _cache(model, B, xf)
     out = xf.new_empty(B, d)
     own = bins.nearest(xf, n_bins)  # (B, d) each factual value's nearest bin
     for t in range(d):
         drawn = not genre._immutable[t]
         if incremental:
-            shared = None if slots is None else Shared(slots // k, slots % k, k, scratch)
-            if share:
-                cache = [(keys[: len(slots)], values[: len(slots)]) for keys, values in store]
-                logits, cache = model.step(token, t, mem_kv, cache, shared=shared, logits=drawn)
-            else:  # a few factuals: Python's round trip per operation is most of the time, which a trace saves
-                logits, cache = model.traced_step(token, t, mem_kv, cache, logits=drawn)
+            cache = [(keys[: len(slots)], values[: len(slots)]) for keys, values in store]
+            shared = Shared(slots // k, slots % k, k, scratch)
+            logits, cache = model.step(token, t, mem_kv, cache, shared=shared, logits=drawn)
         else:
             logits = model.decode(out[:, :t], xf.new_ones(B), mem_kv)[:, -1]
         if not drawn:
             out[:, t] = xf[:, t]  # copied, and the decoder is conditioned on the copy
         else:
-            own_value = xf[:, t] if slots is None else xf[slots, t]  # each logits row's factual value
-            allowed = genre._allowed[t].expand(len(logits), -1)
-            if monotone and (genre._increase[t] or genre._decrease[t]):
-                allowed = allowed & genre._monotone_mask(own_value, t)
-            cdf = (logits / temperature).masked_fill(~allowed, float("-inf")).softmax(-1).cumsum(-1)
-            if group is not None:
-                cdf = cdf.index_select(0, group)  # each row reads its prefix's distribution
-            idx = torch.searchsorted(cdf, u[:, t : t + 1] * cdf[:, -1:]).clamp_max(n_bins - 1).squeeze(1)
-            # A draw of the factual's own bin keeps its exact value: the bin grid alone would move
-            # every feature by up to half a bin, a cost with no change in the applicant's situation.
-            keep = (idx == own[:, t]) if genre.decoding.keep_own else torch.zeros_like(idx, dtype=torch.bool)
-            value = torch.where(keep, xf[:, t], genre._values[t, idx])
-            if monotone and genre._increase[t]:
-                value = torch.maximum(value, xf[:, t])
-            elif monotone and genre._decrease[t]:
-                value = torch.minimum(value, xf[:, t])
-            out[:, t] = value
+            idx, out[:, t] = _draw(genre, logits, t, xf, own, u, temperature, monotone, group, slots)
             if group is not None and t < d - 1:
                 before = len(slots)
                 group, slots, source = _split_prefixes(group, before, idx, n_bins)
@@ -148,11 +128,69 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
                         rows = buf.view(B, -1)
                         rows[before : len(slots)] = rows.index_select(0, source)
         token = out[:, t] if slots is None else out[slots, t]
-    if not genre.decoding.categorical_mask:  # the paper rounds categorical features once the sample is drawn
-        for j, codes in genre._levels.items():
+    return _round_categories(genre, out)
+
+
+def decode_unshared(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.Tensor, monotone: bool,
+                    step) -> torch.Tensor:
+    """The incremental loop without prefix sharing, each step through `step` (`Generator.traced_step`, or
+    `Generator.step` inside a compiled graph): a few factuals, where sharing would change the kernels."""
+    model, d = genre.generator, genre.spec.d
+    m = len(factuals)
+    mem_kv = model.memory_kv(model.encode(factuals, factuals.new_zeros(m)))
+    xf = factuals.repeat_interleave(k, dim=0)
+    cache = _cache(model, len(xf), xf)
+    own = bins.nearest(xf, model.config.n_bins)
+    out = xf.new_empty(xf.shape)
+    token = 2 * xf.new_ones(len(xf)) - 1
+    for t in range(d):
+        drawn = not genre._immutable[t]
+        logits, cache = step(token, t, mem_kv, cache, logits=drawn)
+        if drawn:
+            out[:, t] = _draw(genre, logits, t, xf, own, u, temperature, monotone, None, None)[1]
+        else:
+            out[:, t] = xf[:, t]
+        token = out[:, t]
+    return _round_categories(genre, out)
+
+
+def _cache(model, rows: int, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every decoder layer's (rows, H, d, D) key and value buffers, filled one position per step."""
+    cfg = model.config
+    shape = (rows, cfg.heads, cfg.d, cfg.emb // cfg.heads)
+    return [(like.new_empty(shape), like.new_empty(shape)) for _ in model.decoder]
+
+
+def _draw(genre, logits, t: int, xf, own, u, temperature: float, monotone: bool, group, slots):
+    """Feature t's bins (B,) and values (B,) from its logits (one row per prefix when `group` maps rows to them)."""
+    n_bins = genre._values.shape[1]
+    own_value = xf[:, t] if slots is None else xf[slots, t]  # each logits row's factual value
+    allowed = genre._allowed[t].expand(len(logits), -1)
+    if monotone and (genre._increase[t] or genre._decrease[t]):
+        allowed = allowed & genre._monotone_mask(own_value, t)
+    cdf = (logits / temperature).masked_fill(~allowed, float("-inf")).softmax(-1).cumsum(-1)
+    if group is not None:
+        cdf = cdf.index_select(0, group)  # each row reads its prefix's distribution
+    idx = torch.searchsorted(cdf, u[:, t : t + 1] * cdf[:, -1:]).clamp_max(n_bins - 1).squeeze(1)
+    # A draw of the factual's own bin keeps its exact value: the bin grid alone would move
+    # every feature by up to half a bin, a cost with no change in the applicant's situation.
+    if genre.decoding.keep_own:
+        value = torch.where(idx == own[:, t], xf[:, t], genre._values[t, idx])
+    else:
+        value = genre._values[t, idx]
+    if monotone and genre._increase[t]:
+        value = torch.maximum(value, xf[:, t])
+    elif monotone and genre._decrease[t]:
+        value = torch.minimum(value, xf[:, t])
+    return idx, value
+
+
+def _round_categories(genre, out: torch.Tensor) -> torch.Tensor:
+    """The paper rounds categorical features to the nearest category once the sample is drawn."""
+    if not genre.decoding.categorical_mask:
+        for j, codes in genre._level_codes.items():
             if not genre._immutable[j]:
-                codes_t = torch.as_tensor(codes, dtype=out.dtype)
-                out[:, j] = codes_t[(out[:, j, None] - codes_t[None, :]).abs().argmin(1)]
+                out[:, j] = codes[(out[:, j, None] - codes[None, :]).abs().argmin(1)]
     return out
 
 

@@ -76,6 +76,7 @@ class GenRe:
     def __init__(self, generator: Generator, encoder: MinMaxEncoder, classifier: Classifier, *, support: dict | None = None,
                  second_opinion=None, decoding: Decoding = Decoding(), history: dict | None = None):
         self.generator = generator.eval()
+        self.compiled = None  # a `genre.core.compiled.CompiledDecoder` once `compile_single_queries` ran
         self.history = history
         self.decoding = decoding
         self.encoder = encoder
@@ -117,9 +118,20 @@ class GenRe:
         self._allowed = torch.as_tensor(allowed)
         self._values = torch.as_tensor(values, dtype=torch.float32)
         self._levels = levels
-        self._immutable = self.spec.mask("immutable")
-        self._increase = self.spec.mask("increase_only")
-        self._decrease = self.spec.mask("decrease_only")
+        self._level_codes = {j: torch.as_tensor(codes, dtype=torch.float32) for j, codes in levels.items()}
+        # Python bools, not numpy: the decoding loop branches on them, also inside a compiled graph.
+        self._immutable, self._increase, self._decrease = (
+            tuple(bool(v) for v in self.spec.mask(kind)) for kind in ("immutable", "increase_only", "decrease_only"))
+
+    def compile_single_queries(self, k: int, temperature: float, monotone: bool = False) -> bool:
+        """From now on, decode a call with one factual at this (k, temperature, monotone) through a compiled graph
+        (`genre.core.compiled`): the same samples, a few times faster. Compiles and checks it now; False when
+        it fell back to the eager path (the log says why). The `with_*` copies decode eagerly again."""
+        from genre.core.compiled import CompiledDecoder
+
+        if self.compiled is None:
+            self.compiled = CompiledDecoder(self)
+        return self.compiled.warm_up(k, temperature, monotone)
 
     def with_decoding(self, decoding: Decoding) -> "GenRe":
         """The same models with another `Decoding` (for ablations); shares the generator and classifier."""

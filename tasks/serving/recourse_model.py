@@ -27,6 +27,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
+from genre.core import compiled
 from genre.core.serving import answer_columns, answer_rows
 from tasks import model_code
 from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, load_json
@@ -56,8 +57,10 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
         a = context.artifacts
         self._lock = threading.Lock()
         self._refusal: str | None = None
-        self.genre = load_genre(a["genre"], encoder=load_encoder(a["encoder"]), classifier=load_classifier(a["classifier"]))
         self.sampling = load_json(a["sampling"], "sampling settings")
+        self.genre = compile_if_requested(
+            load_genre(a["genre"], encoder=load_encoder(a["encoder"]), classifier=load_classifier(a["classifier"])),
+            self.sampling)
         self.pair = load_json(a["pair"], "pair versions")
         self.ledger = ServingLedger() if recording_enabled() else None
         self.honour, self.tolerance = _honour_settings(self.ledger is not None)
@@ -117,12 +120,24 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
         # The generator version's GenRe folder holds the generator, the h it was trained against (that is the
         # classifier version) and its encoder: everything a pair needs, whether or not a recourse model bundles it.
         adapter = mlflow.pyfunc.load_model(f"models:/{GENERATOR_MODEL}/{champion.generator_version}").unwrap_python_model()
+        compile_if_requested(adapter.genre, adapter.sampling)  # before the swap: the old pair serves meanwhile
         with self._lock:
             self.genre, self.sampling = adapter.genre, adapter.sampling
             self.pair = {**wanted, "run_id": None}
             self._refusal = None
         log.warning("now serving the champion classifier v%s + generator v%s", *wanted.values())
         return True
+
+
+def compile_if_requested(genre, sampling: dict):
+    """With `GENRE_COMPILE=1`, compile the served setting's single query (`GenRe.compile_single_queries`) now,
+    before the pair answers a request; the first request would otherwise wait a minute or two for it."""
+    if compiled.requested():
+        # Serving decodes with the monotone constraints on (`answer_rows`' default) unless the settings say not.
+        compiled_ok = genre.compile_single_queries(sampling["k"], sampling["temperature"], sampling.get("monotone", True))
+        log.warning("single queries for %s: %s", genre.spec.name,
+                    "compiled" if compiled_ok else "eager (compilation fell back, see above)")
+    return genre
 
 
 def signature(spec) -> ModelSignature:
@@ -158,8 +173,9 @@ def _honour_settings(recording: bool) -> tuple[bool, float]:
 @contextmanager
 def _no_ledger():
     """MLflow calls `predict` on the input example while logging: those rows are not answers to anyone, so
-    nothing is recorded and nothing honoured (switched off outright: no warning that honouring needs the ledger)."""
-    with temporary_env({LEDGER_SWITCH: "off", HONOUR_SWITCH: "off"}):
+    nothing is recorded and nothing honoured (switched off outright: no warning that honouring needs the ledger),
+    and nothing is compiled (a pipeline run with `GENRE_COMPILE=1` in its environment is not a server)."""
+    with temporary_env({LEDGER_SWITCH: "off", HONOUR_SWITCH: "off", compiled.ENV: None}):
         yield
 
 

@@ -283,6 +283,31 @@ def test_a_ledger_failure_still_answers_and_spools_the_rows(served, rejected, mo
     assert [r["served"]["status"] for r in spooled] == out["status"].tolist()
 
 
+def test_a_server_with_genre_compile_answers_single_rows_as_the_eager_one(served, rejected, monkeypatch,
+                                                                           compile_setting):
+    """`GENRE_COMPILE=1` (issue 14): load_context compiles the served setting before the first request, and
+    every single-row answer is the eager server's, value for value."""
+    from types import SimpleNamespace
+
+    from tasks.serving.recourse_model import RecourseModel, recourse_artifacts
+
+    settings, result = served
+    assert settings.training.k == compile_setting["k"]  # the setting the other compiling tests share
+    monkeypatch.setenv("GENRE_SERVING_LEDGER", "off")
+    artifacts = SimpleNamespace(artifacts=recourse_artifacts(
+        Path(result["run_dir"]), result["classifier_version"], result["generator_version"], result["run_id"]))
+    eager = RecourseModel()
+    eager.load_context(artifacts)
+    monkeypatch.setenv("GENRE_COMPILE", "1")
+    fast = RecourseModel()
+    fast.load_context(artifacts)
+    assert eager.genre.compiled is None
+    assert [e["compiled"] for e in fast.genre.compiled.events] == [True]
+    for i in range(len(rejected)):
+        row = rejected.iloc[i : i + 1].reset_index(drop=True)
+        pd.testing.assert_frame_equal(fast.predict(None, row), eager.predict(None, row))
+
+
 # ---- honouring issued recourse (issue 13) -------------------------------------------------------------------
 def _promise(settings, result) -> tuple[dict, dict, int, int]:
     """A recourse the served champion itself would refuse (a promise made under an earlier model), recorded

@@ -1,0 +1,108 @@
+"""Single queries through a compiled graph (opt-in: `GenRe.compile_single_queries`, or `GENRE_COMPILE=1` for
+serving and `genre bench`).
+
+A single query (one factual, k samples) is d small decoding steps of ~10 rows each: in eager mode, or even
+through the TorchScript traces, most of its time is the interpreter's round trip per operation, not
+arithmetic. `torch.compile` (inductor, `dynamic=False`) turns the whole loop, encoder to rounding, into one
+graph of fused C++ kernels for the shapes of one (k, temperature, monotone) setting.
+
+The samples are those of the eager path: the first call of a setting compiles it (a minute or two on a
+2-core machine; inductor keeps the result in its on-disk cache, `TORCHINDUCTOR_CACHE_DIR`, so a later
+process of the same generator shape takes seconds), then decodes a probe factual both ways and uses the
+graph only when the two agree bit for bit. A setting that fails to compile or to agree falls back to the
+eager path with a warning; an answer is never lost to the compiler.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import types
+
+import torch
+
+from genre.core.classifier import one_thread
+from genre.core.decoding import decode_unshared
+
+log = logging.getLogger(__name__)
+
+ENV = "GENRE_COMPILE"
+
+
+def requested() -> bool:
+    """Whether `GENRE_COMPILE` asks for compiled single queries (1, true, yes or on)."""
+    return os.environ.get(ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class CompiledDecoder:
+    """`decode_unshared` for one factual, compiled once per (k, temperature, monotone) of one GenRe."""
+
+    def __init__(self, genre):
+        self.genre = genre
+        self._graphs: dict[tuple, object] = {}  # setting -> compiled function, or None: eager (it failed)
+        self._lock = threading.Lock()
+        self.events: list[dict] = []  # per setting: seconds to compile and check, or why it fell back
+
+    def __call__(self, factuals: torch.Tensor, k: int, temperature: float, u: torch.Tensor,
+                 monotone: bool) -> torch.Tensor:
+        key = (int(k), float(temperature), bool(monotone))
+        if key not in self._graphs:
+            with self._lock:  # a server's threads compile a setting once
+                if key not in self._graphs:
+                    self._graphs[key] = self._build(key)
+        graph = self._graphs[key]
+        if graph is None:
+            return self._eager(factuals, key, u)
+        return graph(factuals, u)
+
+    def warm_up(self, k: int, temperature: float, monotone: bool = False) -> bool:
+        """Compile and check one setting now (a server does it before taking requests); True when compiled."""
+        with one_thread():
+            factual = self._probe()
+            self(factual, k, temperature, torch.rand(k, self.genre.spec.d), monotone)
+        return self._graphs[(int(k), float(temperature), bool(monotone))] is not None
+
+    def _eager(self, factuals, key, u) -> torch.Tensor:
+        k, temperature, monotone = key
+        return decode_unshared(self.genre, factuals, k, temperature, u, monotone, self.genre.generator.traced_step)
+
+    def _probe(self) -> torch.Tensor:
+        low, high = self.genre.support["low"], self.genre.support["high"]
+        return torch.as_tensor((low + high) / 2, dtype=torch.float32)[None, :]
+
+    def _build(self, key: tuple):
+        k, temperature, monotone = key
+        genre, step = self.genre, self.genre.generator.step
+        t0 = time.perf_counter()
+        log.warning("compiling single queries (k=%d, T=%g, monotone=%s) for %s's generator: a minute or two "
+                    "unless inductor's cache already holds this shape", k, temperature, monotone, genre.spec.name)
+
+        def single(factuals: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+            return decode_unshared(genre, factuals, k, temperature, u, monotone, step)
+
+        # Dynamo keeps a code object's graphs together and gives up after a few recompiles of one; a code
+        # object of its own per setting and per generator (a server swapping champions) avoids that limit.
+        fresh = types.FunctionType(single.__code__.replace(), single.__globals__, f"single_{genre.spec.name}",
+                                   None, single.__closure__)
+        graph = torch.compile(fresh, dynamic=False, fullgraph=True)
+        try:
+            with one_thread(), torch.no_grad():
+                probe = self._probe()
+                u = torch.rand(k, genre.spec.d, generator=torch.Generator().manual_seed(0))
+                got = graph(probe, u)
+                want = self._eager(probe, key, u)
+        except Exception as exc:  # no C++ compiler, an unsupported operation, ...
+            log.warning("could not compile single queries (%s: %s); they stay on the eager path",
+                        type(exc).__name__, exc)
+            self.events.append({"setting": key, "compiled": False, "reason": f"{type(exc).__name__}: {exc}"})
+            return None
+        if not torch.equal(got, want):
+            log.warning("the compiled single query differs from the eager one on the probe factual; single "
+                        "queries stay on the eager path")
+            self.events.append({"setting": key, "compiled": False, "reason": "differs from the eager path"})
+            return None
+        seconds = time.perf_counter() - t0
+        log.warning("single queries compiled in %.1f s (k=%d, T=%g, monotone=%s)", seconds, k, temperature, monotone)
+        self.events.append({"setting": key, "compiled": True, "seconds": round(seconds, 1)})
+        return graph
