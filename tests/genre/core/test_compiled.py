@@ -45,6 +45,33 @@ def test_compiled_single_queries_equal_the_eager_ones(small, compiled, compas_se
     np.testing.assert_array_equal(batch, small.generate(factuals, seed=5, **setting))
 
 
+def test_a_servers_threads_may_call_the_graph_at_once(small, compiled, compas_setup, compile_setting):
+    """uvicorn answers requests on several threads: concurrent single queries get the eager answers."""
+    import threading
+
+    c = compile_setting
+    setting = dict(k=c["k"], temperature=c["temperature"], monotone=c["monotone"], seed=2)
+    factuals = compas_setup.pick_factuals(30, seed=6)
+    want = [small.generate(factuals[i : i + 1], **setting).tobytes() for i in range(len(factuals))]
+    wrong, errors = [], []
+
+    def answer(offset: int) -> None:
+        try:
+            for i in range(offset, len(factuals), 2):
+                if compiled.generate(factuals[i : i + 1], **setting).tobytes() != want[i]:
+                    wrong.append(i)
+        except Exception as exc:  # surfaced below: a thread's exception would otherwise be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=answer, args=(o,)) for o in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not wrong
+    assert len(compiled.compiled.events) == 1  # compiled once, not once per thread
+
+
 def test_a_setting_that_fails_to_compile_falls_back_to_the_eager_path(small, compas_setup, monkeypatch, caplog):
     twin = small._with()
 
