@@ -12,6 +12,9 @@ Three things make the incremental loop fast without changing a single sample:
 - **both cores.** A batch is split into halves, decoded in two threads (torch releases the GIL inside its
   kernels), each on one intra-op thread, so that the per-row arithmetic is that of one thread.
 
+A single query (one factual) can also run as one compiled graph of `decode_unshared`, the loop below 8
+factuals (`genre.core.compiled`, opt-in, checked against this path before use).
+
 Why the samples stay bit-identical: every operation of the step is row-wise (a row's result depends on its
 own inputs only; checked for the matmul kernels down to 7 rows, which is why sharing starts at 8 factuals),
 the cross-attention of a distinct prefix is computed at the position one of its rows had in the unshared
