@@ -47,14 +47,7 @@ def throughput_grid(genre, pool: np.ndarray, *, k: int, temperature: float, size
 
 def single_query(genre, pool: np.ndarray, *, k: int, temperature: float, queries: int = 100, seed: int = 0) -> dict:
     """Latency of one factual per call (in process), p50 and p90 over `queries` different factuals."""
-    pool = np.asarray(pool, dtype=np.float32)
-    genre.generate(pool[:1], k=k, temperature=temperature, seed=seed)
-    seconds = []
-    for i in range(queries):
-        row = pool[i % len(pool)][None, :]
-        t0 = time.perf_counter()
-        genre.generate(row, k=k, temperature=temperature, seed=seed)
-        seconds.append(time.perf_counter() - t0)
+    seconds, _ = _one_at_a_time(genre, _rows(pool, queries), k=k, temperature=temperature, seed=seed)
     return _latency(seconds) | {"queries": queries, "load_average": load_average()}
 
 
@@ -64,31 +57,38 @@ def single_query_compiled(genre, pool: np.ndarray, *, k: int, temperature: float
     block of `queries` factuals one call each on the eager path, then the same block compiled (blocks, not
     alternate calls: interleaving the two paths call by call slowed both, by up to 2x on heloc, as their
     working sets evicted each other; a server runs one of them). Also how many answers are identical."""
-    pool = np.asarray(pool, dtype=np.float32)
     twin = genre._with()  # the same models with a compiled decoder of its own
     t0 = time.perf_counter()
     compiled = twin.compile_single_queries(k, temperature, monotone)
     compile_seconds = time.perf_counter() - t0
-    rows = [pool[i % len(pool)][None, :] for i in range(queries)]
-
-    def block(g) -> tuple[list[float], list[bytes]]:
-        g.generate(rows[0], k=k, temperature=temperature, seed=seed, monotone=monotone)
-        seconds, answers = [], []
-        for row in rows:
-            t1 = time.perf_counter()
-            answers.append(g.generate(row, k=k, temperature=temperature, seed=seed, monotone=monotone).tobytes())
-            seconds.append(time.perf_counter() - t1)
-        return seconds, answers
-
+    rows = _rows(pool, queries)
+    setting = dict(k=k, temperature=temperature, seed=seed, monotone=monotone)
     eager_s, compiled_s, same = [], [], queries
     for _ in range(rounds):
-        (e, want), (c, got) = block(genre), block(twin)
+        (e, want), (c, got) = _one_at_a_time(genre, rows, **setting), _one_at_a_time(twin, rows, **setting)
         eager_s += e
         compiled_s += c
-        same = min(same, sum(a == b for a, b in zip(want, got)))  # the worst round's
+        same = min(same, sum(a.tobytes() == b.tobytes() for a, b in zip(want, got)))  # the worst round's
     return {"queries": queries, "rounds": rounds, "compiled": compiled, "compile_seconds": round(compile_seconds, 1),
             "identical_answers": same, "eager": _latency(eager_s), "compiled_graph": _latency(compiled_s),
             "speedup": round(float(np.median(eager_s) / np.median(compiled_s)), 2), "load_average": load_average()}
+
+
+def _rows(pool: np.ndarray, queries: int) -> list[np.ndarray]:
+    """`queries` single-factual (1, d) batches, cycling through the pool."""
+    pool = np.asarray(pool, dtype=np.float32)
+    return [pool[i % len(pool)][None, :] for i in range(queries)]
+
+
+def _one_at_a_time(genre, rows: list[np.ndarray], **setting) -> tuple[list[float], list[np.ndarray]]:
+    """Each row answered by its own `generate` call after one warm-up call: wall seconds and answers."""
+    genre.generate(rows[0], **setting)
+    seconds, answers = [], []
+    for row in rows:
+        t0 = time.perf_counter()
+        answers.append(genre.generate(row, **setting))
+        seconds.append(time.perf_counter() - t0)
+    return seconds, answers
 
 
 def _latency(seconds: list[float]) -> dict:

@@ -1,13 +1,13 @@
 """Single queries through a compiled graph (opt-in: `GenRe.compile_single_queries`, or `GENRE_COMPILE=1` for
-serving and `genre bench`).
+the server; `genre bench` times it beside the eager path unless `--no-compile`).
 
 A single query (one factual, k samples) is d small decoding steps of ~10 rows each: in eager mode, or even
 through the TorchScript traces, most of its time is the interpreter's round trip per operation, not
 arithmetic. `torch.compile` (inductor, `dynamic=False`) turns the whole loop, encoder to rounding, into one
 graph of fused C++ kernels for the shapes of one (k, temperature, monotone) setting.
 
-The samples are those of the eager path: the first call of a setting compiles it (a minute or two on a
-2-core machine; inductor keeps the result in its on-disk cache, `TORCHINDUCTOR_CACHE_DIR`, so a later
+The samples are those of the eager path: the first call of a setting compiles it (one to four minutes on
+this 2-core machine; inductor keeps the result in its on-disk cache, `TORCHINDUCTOR_CACHE_DIR`, so a later
 process of the same generator shape takes seconds), then decodes a probe factual both ways and uses the
 graph only when the two agree bit for bit. A setting that fails to compile or to agree falls back to the
 eager path with a warning; an answer is never lost to the compiler.
@@ -47,36 +47,32 @@ class CompiledDecoder:
     def __call__(self, factuals: torch.Tensor, k: int, temperature: float, u: torch.Tensor,
                  monotone: bool) -> torch.Tensor:
         key = (int(k), float(temperature), bool(monotone))
-        if key not in self._graphs:
-            with self._lock:  # a server's threads compile a setting once
-                if key not in self._graphs:
-                    self._graphs[key] = self._build(key)
-        graph = self._graphs[key]
+        graph = self._graph(key)
         if graph is None:
             return self._eager(factuals, key, u)
         return graph(factuals, u)
 
     def warm_up(self, k: int, temperature: float, monotone: bool = False) -> bool:
         """Compile and check one setting now (a server does it before taking requests); True when compiled."""
-        with one_thread():
-            factual = self._probe()
-            self(factual, k, temperature, torch.rand(k, self.genre.spec.d), monotone)
-        return self._graphs[(int(k), float(temperature), bool(monotone))] is not None
+        return self._graph((int(k), float(temperature), bool(monotone))) is not None
+
+    def _graph(self, key: tuple):
+        if key not in self._graphs:
+            with self._lock:  # a server's threads compile a setting once
+                if key not in self._graphs:
+                    self._graphs[key] = self._build(key)
+        return self._graphs[key]
 
     def _eager(self, factuals, key, u) -> torch.Tensor:
         k, temperature, monotone = key
         return decode_unshared(self.genre, factuals, k, temperature, u, monotone, self.genre.generator.traced_step)
 
-    def _probe(self) -> torch.Tensor:
-        low, high = self.genre.support["low"], self.genre.support["high"]
-        return torch.as_tensor((low + high) / 2, dtype=torch.float32)[None, :]
-
     def _build(self, key: tuple):
         k, temperature, monotone = key
         genre, step = self.genre, self.genre.generator.step
         t0 = time.perf_counter()
-        log.warning("compiling single queries (k=%d, T=%g, monotone=%s) for %s's generator: a minute or two "
-                    "unless inductor's cache already holds this shape", k, temperature, monotone, genre.spec.name)
+        log.warning("compiling single queries (k=%d, T=%g, monotone=%s) for %s's generator: minutes, unless "
+                    "inductor's cache already holds this shape", k, temperature, monotone, genre.spec.name)
 
         def single(factuals: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
             return decode_unshared(genre, factuals, k, temperature, u, monotone, step)
@@ -87,8 +83,8 @@ class CompiledDecoder:
                                    None, single.__closure__)
         graph = torch.compile(fresh, dynamic=False, fullgraph=True)
         try:
-            with one_thread(), torch.no_grad():
-                probe = self._probe()
+            with one_thread(), torch.no_grad():  # a probe factual: the middle of each feature's observed range
+                probe = torch.as_tensor((genre.support["low"] + genre.support["high"]) / 2, dtype=torch.float32)[None, :]
                 u = torch.rand(k, genre.spec.d, generator=torch.Generator().manual_seed(0))
                 got = graph(probe, u)
                 want = self._eager(probe, key, u)

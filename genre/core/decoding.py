@@ -108,7 +108,7 @@ def _decode(genre, factuals: torch.Tensor, k: int, temperature: float, u: torch.
     scratch: dict = {}  # the cross-attention's work tensors, zeroed once per call
     token = 2 * xf.new_ones(B if slots is None else m) - 1  # the favourable label opens the decoder sequence
     if incremental:  # room for every row: a prefix that splits keeps its place and its new branches are appended
-        store = _cache(model, B, xf)
+        store = model.empty_cache(B, xf)
     out = xf.new_empty(B, d)
     own = bins.nearest(xf, n_bins)  # (B, d) each factual value's nearest bin
     for t in range(d):
@@ -142,7 +142,7 @@ def decode_unshared(genre, factuals: torch.Tensor, k: int, temperature: float, u
     m = len(factuals)
     mem_kv = model.memory_kv(model.encode(factuals, factuals.new_zeros(m)))
     xf = factuals.repeat_interleave(k, dim=0)
-    cache = _cache(model, len(xf), xf)
+    cache = model.empty_cache(len(xf), xf)
     own = bins.nearest(xf, model.config.n_bins)
     out = xf.new_empty(xf.shape)
     token = 2 * xf.new_ones(len(xf)) - 1
@@ -155,13 +155,6 @@ def decode_unshared(genre, factuals: torch.Tensor, k: int, temperature: float, u
             out[:, t] = xf[:, t]
         token = out[:, t]
     return _round_categories(genre, out)
-
-
-def _cache(model, rows: int, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Every decoder layer's (rows, H, d, D) key and value buffers, filled one position per step."""
-    cfg = model.config
-    shape = (rows, cfg.heads, cfg.d, cfg.emb // cfg.heads)
-    return [(like.new_empty(shape), like.new_empty(shape)) for _ in model.decoder]
 
 
 def _draw(genre, logits, t: int, xf, own, u, temperature: float, monotone: bool, group, slots):

@@ -270,14 +270,19 @@ class Generator(nn.Module):
         `logits=False` returns None and skips the work only the logits need (the last layer's attention,
         MLP and the head): for a feature that is copied rather than drawn."""
         h = self.tgt_value(token[:, None], start=t) + self.tgt_pos[t]  # (U, 1, E)
-        if cache is None:  # buffers for all d positions, filled one position per step (no re-copying)
-            cfg = self.config
-            shape = (len(token), cfg.heads, cfg.d, cfg.emb // cfg.heads)
-            cache = [(h.new_empty(shape), h.new_empty(shape)) for _ in self.decoder]
+        if cache is None:
+            cache = self.empty_cache(len(token), h)
         last = len(self.decoder) - 1
         for i, (layer, kv, past) in enumerate(zip(self.decoder, mem_kv, cache)):
             h = layer.forward(h, kv, past, t, shared=shared, tail=logits or i < last)
         return (self._head(h, t)[:, 0] if logits else None), cache
+
+    def empty_cache(self, rows: int, like: torch.Tensor) -> Cache:
+        """Every decoder layer's (rows, H, d, D) key and value buffers for all d positions, filled one position
+        per step (no re-copying); `like` gives the dtype and device."""
+        cfg = self.config
+        shape = (rows, cfg.heads, cfg.d, cfg.emb // cfg.heads)
+        return [(like.new_empty(shape), like.new_empty(shape)) for _ in self.decoder]
 
     def traced_step(self, token: torch.Tensor, t: int, mem_kv: Cache, cache: Cache, *,
                     logits: bool = True) -> tuple[torch.Tensor | None, Cache]:

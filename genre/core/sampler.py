@@ -117,7 +117,6 @@ class GenRe:
             values = _snap_integers(values, self.encoder)
         self._allowed = torch.as_tensor(allowed)
         self._values = torch.as_tensor(values, dtype=torch.float32)
-        self._levels = levels
         self._level_codes = {j: torch.as_tensor(codes, dtype=torch.float32) for j, codes in levels.items()}
         # Python bools, not numpy: the decoding loop branches on them, also inside a compiled graph.
         self._immutable, self._increase, self._decrease = (

@@ -29,6 +29,8 @@ STATUSES = (OK, FAVOURABLE, NO_RECOURSE, INVALID)
 # Numeric inputs may lie this share of the training range outside it (the data contracts' tolerance);
 # further out the models extrapolate and the answer would mean nothing.
 RANGE_TOLERANCE = 0.1
+# Served recourse respects the spec's increase-only / decrease-only features unless a caller says otherwise.
+MONOTONE = True
 
 
 class MissingColumns(ValueError):
@@ -116,7 +118,7 @@ def row_seeds(typed: pd.DataFrame) -> np.ndarray:
 
 
 def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1, select: str = "max_prob",
-           seed: int = 0, monotone: bool = True) -> pd.DataFrame:
+           seed: int = 0, monotone: bool = MONOTONE) -> pd.DataFrame:
     """One answer row per input row (same order): see the module docstring for the columns.
 
     `genre` is a `genre.core.sampler.GenRe` (its classifier is the h that judges the rows). Raises
@@ -126,7 +128,7 @@ def answer(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1,
 
 
 def answer_rows(frame: pd.DataFrame, genre, *, k: int = 10, temperature: float = 0.1, select: str = "max_prob",
-                seed: int = 0, monotone: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                seed: int = 0, monotone: bool = MONOTONE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`answer`'s frame and the rows as read (spec columns, typed; an unreadable row as sent), index 0..n-1.
 
     The served model hands the typed rows on to the ledger, which stores each factual in these units, so a

@@ -28,7 +28,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
 from genre.core import compiled
-from genre.core.serving import answer_columns, answer_rows
+from genre.core.serving import MONOTONE, answer_columns, answer_rows
 from tasks import model_code
 from tasks.registry.artifacts import load_classifier, load_encoder, load_genre, load_json
 from tasks.serving.honour import HONOUR_SWITCH, honour, real_ids
@@ -131,10 +131,11 @@ class RecourseModel(mlflow.pyfunc.PythonModel):
 
 def compile_if_requested(genre, sampling: dict):
     """With `GENRE_COMPILE=1`, compile the served setting's single query (`GenRe.compile_single_queries`) now,
-    before the pair answers a request; the first request would otherwise wait a minute or two for it."""
+    before the pair answers a request; the first request would otherwise wait minutes for it."""
     if compiled.requested():
-        # Serving decodes with the monotone constraints on (`answer_rows`' default) unless the settings say not.
-        compiled_ok = genre.compile_single_queries(sampling["k"], sampling["temperature"], sampling.get("monotone", True))
+        # The setting `answer_rows` will decode with: the sampling settings, monotone unless they say otherwise.
+        compiled_ok = genre.compile_single_queries(sampling["k"], sampling["temperature"],
+                                                   sampling.get("monotone", MONOTONE))
         log.warning("single queries for %s: %s", genre.spec.name,
                     "compiled" if compiled_ok else "eager (compilation fell back, see above)")
     return genre
