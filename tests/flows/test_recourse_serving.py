@@ -399,3 +399,28 @@ def test_the_returning_applicant_lookup_uses_the_index(served):
         event.remove(ledger.engine, "before_cursor_execute", catch)
         ledger.dispose()
     assert any("ix_recourse_dataset_applicant" in str(row) for row in plan), plan
+
+
+def test_load_context_freezes_the_heap_and_a_swapped_out_pair_is_still_collected(served, monkeypatch):
+    """Issue 14: the served process moves what it loaded out of the collector's way (`settle_heap`), and the next
+    settle (after a champion swap) collects what was dropped instead of keeping it frozen."""
+    import gc
+    import weakref
+    from types import SimpleNamespace
+
+    from tasks.serving.recourse_model import RecourseModel, recourse_artifacts, settle_heap
+
+    settings, result = served
+    monkeypatch.setenv("GENRE_SERVING_LEDGER", "off")
+    model = RecourseModel()
+    model.load_context(SimpleNamespace(artifacts=recourse_artifacts(
+        Path(result["run_dir"]), result["classifier_version"], result["generator_version"], result["run_id"])))
+    assert gc.get_freeze_count() > 0
+    old = weakref.ref(model.genre)
+    model.genre.cycle = model.genre  # a reference cycle: only the collector frees it
+    model.genre = None
+    assert old() is not None  # frozen: not collected by an ordinary pass
+    gc.collect()
+    assert old() is not None
+    settle_heap()
+    assert old() is None
