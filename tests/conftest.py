@@ -70,3 +70,28 @@ def _pipeline_home(home: Path, gates: dict, **training):
 def pipeline_home():
     """The `_pipeline_home(home, config)` context manager, for module-scoped pipeline fixtures."""
     return _pipeline_home
+
+
+@pytest.fixture
+def served_rows():
+    """`served_rows(request, statuses)`: a serving-ledger request's rows as `tasks.ledger.recorder._rows` builds
+    them (an `issued` recourse entry for each ok row; factual age 20 + i, recourse age 30 + i)."""
+    from datetime import datetime, timezone
+
+    def build(request: str, statuses: list[str]) -> list[dict]:
+        now = datetime.now(timezone.utc)
+        out = []
+        for i, status in enumerate(statuses):
+            applicant = f"{request}-applicant-{i}"
+            issued = None
+            if status == "ok":
+                issued = dict(requested_at=now, batch_id=f"serve-{request}", applicant_id=applicant,
+                              dataset="compas", factual={"age": 20 + i}, recourse={"age": 30 + i}, cost=0.1 * i,
+                              score_factual=0.2, score_recourse=0.8, classifier_version="1", generator_version="1")
+            served = dict(answered_at=now, request_id=request, row=i + 1, applicant_id=applicant, dataset="compas",
+                          status=status, reason=None if status == "ok" else "x", applicant={"age": str(20 + i)},
+                          answer={"status": status}, classifier_version="1", generator_version="1")
+            out.append({"key": f"{request}#{i + 1}", "issued": issued, "served": served})
+        return out
+
+    return build

@@ -188,6 +188,31 @@ def test_a_missing_file_fails_at_once_and_records_nothing(stack, champion, tmp_p
     assert _sql(stack, "ledger", "SELECT count(*) FROM recourse") == before
 
 
+def test_the_serving_ledger_links_each_answer_to_its_recourse_on_postgres(stack, served_rows):
+    """Issue 14's bulk write on PostgreSQL: ids read back after two executemany INSERTs, mixed statuses, two
+    requests at once as a spool replay writes them; every answer points at its own applicant's recourse."""
+    from tasks.ledger.db import Ledger
+    from tasks.ledger.recorder import ServingLedger
+
+    url = stack.env()["GENRE_LEDGER_URL"]
+    ledger = ServingLedger(url)
+    try:
+        statuses = ["ok", "invalid_input", "ok", "already_favourable", "ok", "no_valid_recourse"] * 40
+        ids = ledger._write(served_rows("pg-r1", statuses) + served_rows("pg-r2", statuses[::-1]))
+        answers = ledger.answers().set_index("id").loc[ids]
+        assert answers["request_id"].tolist() == ["pg-r1"] * 240 + ["pg-r2"] * 240
+        assert answers["row"].tolist() == list(range(1, 241)) * 2
+        entries = Ledger(url).entries().set_index("id")
+        linked = answers.dropna(subset=["recourse_id"])
+        assert len(linked) == 240  # 3 ok rows in every 6, 480 rows
+        for _, row in linked.iterrows():
+            entry = entries.loc[int(row["recourse_id"])]
+            assert entry["applicant_id"] == row["applicant_id"]
+            assert entry["factual"]["age"] + 10 == entry["recourse"]["age"]
+    finally:
+        ledger.dispose()
+
+
 def test_down_leaves_no_process(stack, champion):
     recorded = [procs.read(stack.folder / "mlflow", "server")["pid"], services._prefect_pid(stack),
                 procs.read(stack.dask_folder, "scheduler")["pid"], procs.read(stack.dask_folder, "workers")["pid"]]

@@ -1,34 +1,15 @@
 """The serving ledger writes a request in two bulk inserts; each answer must still point at its own recourse."""
-from datetime import datetime, timezone
-
 from tasks.ledger.db import Ledger
 from tasks.ledger.recorder import ServingLedger
 
 
-def _rows(request: str, statuses: list[str]) -> list[dict]:
-    now = datetime.now(timezone.utc)
-    out = []
-    for i, status in enumerate(statuses):
-        applicant = f"{request}-applicant-{i}"
-        issued = None
-        if status == "ok":
-            issued = dict(requested_at=now, batch_id=f"serve-{request}", applicant_id=applicant, dataset="compas",
-                          factual={"age": 20 + i}, recourse={"age": 30 + i}, cost=0.1 * i, score_factual=0.2,
-                          score_recourse=0.8, classifier_version="1", generator_version="1")
-        served = dict(answered_at=now, request_id=request, row=i + 1, applicant_id=applicant, dataset="compas",
-                      status=status, reason=None if status == "ok" else "x", applicant={"age": str(20 + i)},
-                      answer={"status": status}, classifier_version="1", generator_version="1")
-        out.append({"key": f"{request}#{i + 1}", "issued": issued, "served": served})
-    return out
-
-
-def test_each_served_row_links_its_own_recourse_and_ids_come_back_in_row_order(tmp_path):
+def test_each_served_row_links_its_own_recourse_and_ids_come_back_in_row_order(tmp_path, served_rows):
     url = f"sqlite:///{tmp_path}/ledger.db"
     ledger = ServingLedger(url)
     try:
         statuses = ["ok", "invalid_input", "ok", "already_favourable", "ok", "no_valid_recourse", "ok"]
-        first = ledger._write(_rows("r1", statuses))
-        second = ledger._write(_rows("r2", ["invalid_input", "ok", "ok"]))
+        first = ledger._write(served_rows("r1", statuses))
+        second = ledger._write(served_rows("r2", ["invalid_input", "ok", "ok"]))
         assert ledger._write([]) == []
         answers = ledger.answers().set_index("id")
         assert list(answers.loc[first, "row"]) == list(range(1, len(statuses) + 1))
@@ -45,7 +26,7 @@ def test_each_served_row_links_its_own_recourse_and_ids_come_back_in_row_order(t
         ledger.dispose()
 
 
-def test_a_request_of_mixed_statuses_is_written_in_a_few_statements_whatever_its_size(tmp_path):
+def test_a_request_of_mixed_statuses_is_written_in_a_few_statements_whatever_its_size(tmp_path, served_rows):
     """Issue 14: rows with and without a `reason` or a recourse used to break SQLAlchemy's bulk insert into one
     statement per run of equal column sets (and RETURNING went row by row on SQLite). Now a request is two
     executemany INSERTs and two SELECTs for the ids, however many rows and however mixed."""
@@ -53,7 +34,7 @@ def test_a_request_of_mixed_statuses_is_written_in_a_few_statements_whatever_its
 
     ledger = ServingLedger(f"sqlite:///{tmp_path}/ledger.db")
     try:
-        ledger._write(_rows("warm", ["ok"]))  # creates the tables
+        ledger._write(served_rows("warm", ["ok"]))  # creates the tables
         statements = []
 
         @event.listens_for(ledger._open().engine, "before_cursor_execute")
@@ -61,7 +42,7 @@ def test_a_request_of_mixed_statuses_is_written_in_a_few_statements_whatever_its
             statements.append((statement.split()[0], executemany))
 
         statuses = ["ok", "invalid_input", "ok", "ok", "already_favourable", "no_valid_recourse"] * 50
-        ids = ledger._write(_rows("big", statuses))
+        ids = ledger._write(served_rows("big", statuses))
         assert len(ids) == 300
         inserts = [s for s in statements if s[0] == "INSERT"]
         assert inserts == [("INSERT", True), ("INSERT", True)]
@@ -74,7 +55,7 @@ def test_a_request_of_mixed_statuses_is_written_in_a_few_statements_whatever_its
         ledger.dispose()
 
 
-def test_ids_that_do_not_follow_the_insert_write_nothing_and_spool_the_request(tmp_path, monkeypatch):
+def test_ids_that_do_not_follow_the_insert_write_nothing_and_spool_the_request(tmp_path, monkeypatch, served_rows):
     """A stray recourse row under the request's batch id (ids that cannot be matched to the rows inserted) must
     not link an answer to somebody else's recourse: the write fails as a whole and the rows are spooled."""
     import pandas as pd
@@ -85,8 +66,8 @@ def test_ids_that_do_not_follow_the_insert_write_nothing_and_spool_the_request(t
     url = f"sqlite:///{tmp_path}/ledger.db"
     ledger = ServingLedger(url)
     try:
-        ledger._write(_rows("warm", ["ok"]))
-        stray = _rows("r9", ["ok"])[0]["issued"] | {"applicant_id": "someone-else"}
+        ledger._write(served_rows("warm", ["ok"]))
+        stray = served_rows("r9", ["ok"])[0]["issued"] | {"applicant_id": "someone-else"}
         Ledger(url).record([], batch_id="unused")  # the ledger's own tables exist too
         from sqlalchemy import insert
         from sqlalchemy.orm import Session
@@ -94,7 +75,7 @@ def test_ids_that_do_not_follow_the_insert_write_nothing_and_spool_the_request(t
         with Session(ledger._open().engine) as session, session.begin():
             session.execute(insert(RecourseEntry), [dict(stray, real_id=False)])
         before = len(ledger.answers())
-        monkeypatch.setattr(recorder, "_rows", lambda *a, **k: _rows("r9", ["ok", "invalid_input", "ok"]))
+        monkeypatch.setattr(recorder, "_rows", lambda *a, **k: served_rows("r9", ["ok", "invalid_input", "ok"]))
         out = ledger.record(pd.DataFrame({"a": [1, 2, 3]}), pd.DataFrame({"status": ["ok"] * 3}), spec=None,
                             versions={})
         assert out == [None, None, None]
