@@ -34,10 +34,6 @@ from tasks.ledger.db import Ledger, RecourseEntry, ledger_url
 log = logging.getLogger(__name__)
 LEDGER_SWITCH = "GENRE_SERVING_LEDGER"
 TIMEOUT = "GENRE_LEDGER_TIMEOUT"
-# A None is written as NULL rather than leaving its column out: SQLAlchemy's bulk INSERT otherwise gives rows with
-# and without a `reason` (or `recourse_id`) different column sets and sends one statement per run of equal sets
-# (1000 rows of mixed statuses took 151 ms in `record` here). None of these columns has a default a NULL would skip.
-BULK = {"render_nulls": True}
 
 
 class _Base(DeclarativeBase):
@@ -182,7 +178,12 @@ class ServingLedger:
         when there are any. Returns the served_answer ids in the rows' order.
 
         Not INSERT ... RETURNING: SQLite cannot promise RETURNING's order, so SQLAlchemy sends such an insert one
-        row at a time there (565 ok rows of one request took 42-51 ms in `record` on this machine)."""
+        row at a time there (565 ok rows of one request took 42-51 ms in `record` on this machine). And Core
+        inserts on the tables, not the ORM's bulk insert: every row has every key, a None is written as NULL
+        (the ORM leaves None values out, so rows with and without a `reason` or a `recourse_id` became one
+        statement per run of equal column sets: 1000 rows of mixed statuses took 151 ms), and the ORM's
+        per-row bookkeeping (~4 ms a table for 1000 rows) is skipped. None of these columns has a default a NULL
+        would skip."""
         if not rows:
             return []
         # Rows spooled before issue 13 lack `real_id`: not real (never honoured). One key set for the bulk insert.
@@ -191,7 +192,7 @@ class ServingLedger:
         recourse_ids = iter(_insert_recourse(session, issued))
         served = [dict(r["served"], recourse_id=next(recourse_ids) if r["issued"] is not None else None)
                   for r in rows]
-        session.execute(insert(ServedAnswer), served, execution_options=BULK)
+        session.execute(insert(ServedAnswer.__table__), served)
         found: dict[tuple[str, int], int] = {}
         for chunk in _chunks(list(dict.fromkeys(s["request_id"] for s in served))):
             found.update(((r, n), i) for r, n, i in session.execute(
@@ -203,7 +204,7 @@ class ServingLedger:
                          generator_version=s["generator_version"])
                     for r, s, i in zip(rows, served, ids) for recourse_id in r.get("honoured") or []]
         if honoured:
-            session.execute(insert(HonouredAnswer), honoured, execution_options=BULK)
+            session.execute(insert(HonouredAnswer.__table__), honoured)
         return ids
 
     def honoured(self) -> pd.DataFrame:
@@ -241,7 +242,7 @@ def _insert_recourse(session: Session, issued: list[dict]) -> list[int]:
     rather than linking an answer to somebody else's recourse."""
     if not issued:
         return []
-    session.execute(insert(RecourseEntry), issued, execution_options=BULK)
+    session.execute(insert(RecourseEntry.__table__), issued)
     found = []
     for chunk in _chunks(list(dict.fromkeys(r["batch_id"] for r in issued))):
         found += session.execute(select(RecourseEntry.id, RecourseEntry.batch_id, RecourseEntry.applicant_id)
