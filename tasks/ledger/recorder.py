@@ -150,8 +150,7 @@ class ServingLedger:
         keys = [(r["served"]["request_id"], r["served"]["row"]) for r in rows]
         with Session(self._open().engine) as session, session.begin():
             present = set()
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
+            for chunk in _chunks(keys):
                 present |= set(session.execute(
                     select(ServedAnswer.request_id, ServedAnswer.row)
                     .where(tuple_(ServedAnswer.request_id, ServedAnswer.row).in_(chunk))).all())
@@ -228,6 +227,7 @@ class ServingLedger:
 
 
 def _chunks(values: list, size: int = 500):
+    """`values` in slices of `size`: an IN list of bounded length per query."""
     for start in range(0, len(values), size):
         yield values[start:start + size]
 

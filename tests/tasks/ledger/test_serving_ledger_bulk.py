@@ -1,5 +1,10 @@
 """The serving ledger writes a request in two bulk inserts; each answer must still point at its own recourse."""
-from tasks.ledger.db import Ledger
+import pandas as pd
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session
+
+from tasks.ledger import recorder
+from tasks.ledger.db import Ledger, RecourseEntry
 from tasks.ledger.recorder import ServingLedger
 
 
@@ -30,8 +35,6 @@ def test_a_request_of_mixed_statuses_is_written_in_a_few_statements_whatever_its
     """Issue 14: rows with and without a `reason` or a recourse used to break SQLAlchemy's bulk insert into one
     statement per run of equal column sets (and RETURNING went row by row on SQLite). Now a request is two
     executemany INSERTs and two SELECTs for the ids, however many rows and however mixed."""
-    from sqlalchemy import event
-
     ledger = ServingLedger(f"sqlite:///{tmp_path}/ledger.db")
     try:
         ledger._write(served_rows("warm", ["ok"]))  # creates the tables
@@ -58,20 +61,12 @@ def test_a_request_of_mixed_statuses_is_written_in_a_few_statements_whatever_its
 def test_ids_that_do_not_follow_the_insert_write_nothing_and_spool_the_request(tmp_path, monkeypatch, served_rows):
     """A stray recourse row under the request's batch id (ids that cannot be matched to the rows inserted) must
     not link an answer to somebody else's recourse: the write fails as a whole and the rows are spooled."""
-    import pandas as pd
-
-    from tasks.ledger import recorder
-
     monkeypatch.setenv("GENRE_HOME", str(tmp_path))
     url = f"sqlite:///{tmp_path}/ledger.db"
     ledger = ServingLedger(url)
     try:
         ledger._write(served_rows("warm", ["ok"]))
         stray = served_rows("r9", ["ok"])[0]["issued"] | {"applicant_id": "someone-else"}
-        Ledger(url).record([], batch_id="unused")  # the ledger's own tables exist too
-        from sqlalchemy import insert
-        from sqlalchemy.orm import Session
-        from tasks.ledger.db import RecourseEntry
         with Session(ledger._open().engine) as session, session.begin():
             session.execute(insert(RecourseEntry), [dict(stray, real_id=False)])
         before = len(ledger.answers())
